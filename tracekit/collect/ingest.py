@@ -1,0 +1,293 @@
+"""`tracekit ingest`: read artifact files into the store, one atomic batch per input file.
+
+Each file is recognised by its content: filter-log-events NDJSON goes straight from DuckDB's JSON
+reader into Parquet; other JSON, plain Lambda log text and CloudWatch Logs export objects are parsed
+in Python into Arrow tables first. Rows already in the store (same content id) are skipped, so
+ingesting the same input twice adds nothing. Whatever cannot be parsed becomes a quarantine row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tracekit import jsonio
+from tracekit.collect import invocations
+from tracekit.collect.documents import Parsed, parse_json_file
+from tracekit.collect.logs import group_hint_in, ndjson_select, parse_plain_text, parse_s3_export
+from tracekit.collect.records import md5
+from tracekit.collect.sources import (
+    GZIP_MAGIC,
+    as_text,
+    expand,
+    is_s3_export,
+    looks_binary,
+    read_input,
+)
+from tracekit.model import COUNT_KEYS
+from tracekit.store import Batch, Store
+from tracekit.store.schema import SCHEMAS
+
+HEAD_BYTES = 1 << 20
+
+
+@dataclass
+class IngestReport:
+    """What an ingest added, per table, and what it could not parse."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    files: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, table: str, rows: int) -> None:
+        key = "quarantined" if table == "quarantine" else table
+        self.counts[key] = self.counts.get(key, 0) + rows
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _file_list(paths: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
+    """The first `size` bytes of a file, decompressed when it is gzip."""
+    with open(path, "rb") as fh:
+        raw = fh.read(size)
+    if raw[:2] != GZIP_MAGIC:
+        return raw
+    try:
+        return zlib.decompressobj(wbits=31).decompress(raw, size)
+    except zlib.error:
+        return b""
+
+
+def _is_log_event_ndjson(head: bytes) -> bool:
+    first = head.split(b"\n", 1)[0].strip()
+    if not first.startswith(b"{"):
+        return False
+    try:
+        value = jsonio.loads(first)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and {"logStreamName", "timestamp", "message", "eventId"} <= set(value)
+
+
+class Ingestor:
+    """Writes input files into a store; hold the store's write lock while using it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        log_group: str | None = None,
+        on_file: Callable[[Path, dict[str, int]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.log_group = log_group
+        self.on_file = on_file
+        self.con = duckdb.connect(
+            config={
+                "memory_limit": "1GB",
+                "temp_directory": str(store.root / "_tmp"),
+                "preserve_insertion_order": True,
+            }
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- per file --------------------------------------------------------------------------
+
+    def ingest_file(self, path: Path, report: IngestReport) -> None:
+        batch = self.store.next_batch()
+        try:
+            counts = self._write_file(path, batch)
+            batch.commit({"input": str(path), "counts_added": counts})
+        except BaseException:
+            batch.abort()
+            raise
+        for table, rows in counts.items():
+            report.add(table, rows)
+        report.files += 1
+        if self.on_file:
+            self.on_file(path, counts)
+
+    def _write_file(self, path: Path, batch: Batch) -> dict[str, int]:
+        head = read_head(path)
+        if _is_log_event_ndjson(head):
+            group = self.log_group or group_hint_in(head.decode("utf-8", "replace"))
+            rows = self._write_log_rows(
+                batch, f"({ndjson_select(_sql_str(str(path)))})", str(path), str(path), group, fallible=True
+            )
+            if rows is not None:
+                return {"log_events": rows, "invocations": self._derive(batch)}
+            batch.abort()
+        return self._write_parsed(path, batch)
+
+    def _write_parsed(self, path: Path, batch: Batch) -> dict[str, int]:
+        item = read_input(path)
+        parsed = Parsed(source=str(path), log_group=self.log_group)
+        for problem in item.problems:
+            parsed.reject(problem.position, problem.reason, problem.raw)
+        data = item.data
+        if not data.strip():
+            if not item.problems:
+                parsed.reject("byte 0", "empty file", "")
+        elif looks_binary(data):
+            parsed.reject("byte 0", "not text: unrecognised binary format", as_text(data))
+        else:
+            text = data.decode("utf-8", "replace")
+            self._parse_text(text, parsed)
+        file_key = hashlib.sha1(item.data).hexdigest()
+        counts = dict.fromkeys(
+            ("log_events", "invocations", "destination_records", "dead_letters", "quarantine"), 0
+        )
+        if len(parsed.logs):
+            self.con.register("tk_new_logs", parsed.logs.to_arrow())
+            group = self.log_group or parsed.logs.group_hint()
+            written = self._write_log_rows(batch, "tk_new_logs", str(path), file_key, group, fallible=False)
+            self.con.unregister("tk_new_logs")
+            counts["log_events"] = written or 0
+            if written:
+                counts["invocations"] = self._derive(batch)
+        counts["destination_records"] = self._write_rows(batch, "destination_records", parsed.destinations)
+        counts["dead_letters"] = self._write_rows(batch, "dead_letters", parsed.dead_letters)
+        quarantine = [
+            {
+                **q,
+                "source": str(path),
+                "uid": md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]])),
+            }
+            for q in parsed.quarantine
+        ]
+        counts["quarantine"] = self._write_rows(batch, "quarantine", quarantine)
+        return counts
+
+    def _parse_text(self, text: str, parsed: Parsed) -> None:
+        first = text.lstrip("\ufeff \t\r\n")[:1]
+        if first in ("{", "["):
+            parse_json_file(text, parsed)
+        elif is_s3_export(text[:65536].encode()):
+            problems: list[tuple[str, str, str]] = []
+            parse_s3_export(text, parsed.logs, problems)
+            for position, reason, raw in problems:
+                parsed.reject(position, reason, raw)
+        else:
+            parse_plain_text(text, parsed.logs)
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def _existing(self, table: str) -> list[str]:
+        return self.store.committed_files().get(table, [])
+
+    def _write_log_rows(
+        self, batch: Batch, source_sql: str, source: str, file_key: str, group: str | None, *, fallible: bool
+    ) -> int | None:
+        existing = self._existing("log_events")
+        group_sql = _sql_str(group) if group else "NULL"
+        select = f"""
+            WITH r AS (SELECT * REPLACE (coalesce(log_group, {group_sql}) AS log_group) FROM {source_sql}),
+            u AS (
+                SELECT log_group, log_stream, epoch_ms(ts_ms) AS "timestamp",
+                    epoch_ms(ingest_ms) AS ingestion_time,
+                    event_id, message, {_sql_str(source)} AS source, position,
+                    md5(coalesce(log_group, '') || chr(31) || coalesce(log_stream, '') || chr(31) ||
+                        CASE WHEN event_id IS NOT NULL THEN event_id
+                             ELSE coalesce(CAST(ts_ms AS VARCHAR), '') || chr(31) || message || chr(31)
+                                  || CAST(dup AS VARCHAR) END) AS uid,
+                    coalesce(log_group, '') || chr(31)
+                        || coalesce(log_stream, 'file:' || {_sql_str(file_key)}) AS stream_key,
+                    seq, time_ordered, {batch.number}::BIGINT AS batch
+                FROM r
+            )
+            SELECT * FROM u
+        """
+        if existing:
+            select += f" WHERE uid NOT IN (SELECT uid FROM read_parquet({_file_list(existing)}))"
+        try:
+            return batch.copy(self.con, "log_events", select)
+        except duckdb.Error:
+            if fallible:
+                return None
+            raise
+
+    def _derive(self, batch: Batch) -> int:
+        new_file = batch.store.root / batch.files["log_events"]
+        files = [*self._existing("log_events"), str(new_file)]
+        keys = f"(SELECT DISTINCT stream_key FROM read_parquet({_sql_str(str(new_file))}))"
+        source = (
+            f"(SELECT * FROM read_parquet({_file_list(files)}, union_by_name = true) "
+            f"WHERE stream_key IN {keys})"
+        )
+        final = invocations.derive(self.con, source, batch.number)
+        before = 0
+        old = self._existing("invocations")
+        if old:
+            view = batch.store.view_sql("invocations", old)
+            row = self.con.execute(f"SELECT count(*) FROM ({view}) WHERE stream_key IN {keys}").fetchone()
+            before = int(row[0]) if row else 0
+        written = batch.copy(self.con, "invocations", final)
+        return max(written - before, 0)
+
+    def _write_rows(self, batch: Batch, table: str, rows: list[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        schema = SCHEMAS[table]
+        fields = [f for f in schema if f.name != "batch"]
+        arrow = pa.table({f.name: [r.get(f.name) for r in rows] for f in fields}, schema=pa.schema(fields))
+        self.con.register("tk_new_rows", arrow)
+        existing = self._existing(table)
+        where = f"WHERE uid NOT IN (SELECT uid FROM read_parquet({_file_list(existing)}))" if existing else ""
+        select = (
+            f"SELECT *, {batch.number}::BIGINT AS batch FROM tk_new_rows {where} "
+            "QUALIFY row_number() OVER (PARTITION BY uid ORDER BY position) = 1"
+        )
+        try:
+            return batch.copy(self.con, table, select)
+        finally:
+            self.con.unregister("tk_new_rows")
+
+
+def ingest_paths(
+    store: Store,
+    paths: list[str | os.PathLike[str]],
+    *,
+    log_group: str | None = None,
+    on_file: Callable[[Path, dict[str, int]], None] | None = None,
+) -> IngestReport:
+    """Ingest every file under `paths` into `store`.
+
+    Args:
+        store: an open store.
+        paths: files or directories (recursed); plain or gzip.
+        log_group: the log group of log files that do not name one themselves.
+        on_file: called after each file with the rows it added per table.
+
+    Returns:
+        The rows added per table and how many inputs were quarantined.
+
+    Raises:
+        InputError: a path does not exist or cannot be read (before anything is written).
+        StoreError: the store is locked by another writer.
+    """
+    files = expand(paths, skip=store.root)
+    report = IngestReport()
+    with store.writing():
+        ingestor = Ingestor(store, log_group=log_group, on_file=on_file)
+        try:
+            for path in files:
+                ingestor.ingest_file(path, report)
+        finally:
+            ingestor.close()
+    return report

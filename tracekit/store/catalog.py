@@ -1,0 +1,264 @@
+"""The store: a directory of Parquet datasets (the durable copy) and a DuckDB catalog over them.
+
+Layout of a store directory::
+
+    tracekit-store.json               format marker and schema version
+    catalog.duckdb                    views over the Parquet files, for any DuckDB client
+    <table>/batch=<N>/part-0.parquet  one file per table per ingest batch; never rewritten
+    _batches/<N>.json                 commit marker: a batch is visible only once its marker exists
+    _tmp/                             scratch space (DuckDB spill files)
+
+A batch is the unit of atomicity (one input file). Its Parquet files are written first, then its
+marker; a crash in between leaves files without a marker, which the next writer deletes before
+doing anything else. Readers only ever see files named in markers, so they never see half a batch.
+
+`invocations` is derived from `log_events`: a batch that adds events to a log stream re-derives
+that stream's invocations and writes them in its own file; the view keeps, per stream, only the
+rows of the latest batch that derived it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tracekit import jsonio
+from tracekit.errors import StoreError
+from tracekit.store.schema import SCHEMA_VERSION, SCHEMAS, empty_select
+
+MARKER = "tracekit-store.json"
+CATALOG = "catalog.duckdb"
+BATCHES = "_batches"
+TMP = "_tmp"
+LOCK = "write.lock"
+MEMORY_LIMIT = "1GB"
+COMPRESSION = "zstd"
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _file_list(paths: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+@dataclass
+class Batch:
+    """One atomic unit of writing: the Parquet files of one input, committed together."""
+
+    store: Store
+    number: int
+    files: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def path_for(self, table: str) -> Path:
+        """Where this batch's file for `table` goes (the directory is created)."""
+        directory = self.store.root / table / f"batch={self.number:08d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / "part-0.parquet"
+
+    def copy(self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> int:
+        """Write the rows of `select_sql` as this batch's file for `table`; returns the row count."""
+        final = self.path_for(table)
+        tmp = final.with_name(final.name + ".tmp")
+        result = con.execute(
+            f"COPY ({select_sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION {COMPRESSION})"
+        ).fetchone()
+        rows = int(result[0]) if result else 0
+        if rows == 0:
+            tmp.unlink(missing_ok=True)
+            final.parent.rmdir()
+            return 0
+        os.replace(tmp, final)
+        self.files[table] = str(final.relative_to(self.store.root))
+        self.counts[table] = self.counts.get(table, 0) + rows
+        return rows
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        """Make the batch visible: write its marker last, atomically."""
+        marker = self.store.root / BATCHES / f"{self.number:08d}.json"
+        tmp = marker.with_suffix(".tmp")
+        body = {"batch": self.number, "files": self.files, "counts": self.counts, **meta}
+        tmp.write_bytes(jsonio.dumpb(body, sort_keys=True))
+        os.replace(tmp, marker)
+
+    def abort(self) -> None:
+        """Remove whatever this batch wrote; nothing of it becomes visible."""
+        self.store.remove_batch_files(self.number)
+
+
+class Store:
+    """A tracekit store directory; open with `Store.open(path)`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Store:
+        """Open the store at `path`, creating it when `create` is true.
+
+        Raises:
+            StoreError: the directory is missing (and not creating) or is not a tracekit store.
+        """
+        root = Path(path).expanduser().resolve()
+        marker = root / MARKER
+        if not marker.exists():
+            if not create:
+                raise StoreError(
+                    "no tracekit store", str(root), "Run `tracekit ingest PATH` first or pass --store DIR"
+                )
+            if (
+                root.exists()
+                and any(p.name != MARKER for p in root.iterdir())
+                and not (root / BATCHES).exists()
+            ):
+                raise StoreError(
+                    "directory is not empty and is not a tracekit store",
+                    str(root),
+                    "Choose an empty directory for --store",
+                )
+            root.mkdir(parents=True, exist_ok=True)
+            (root / BATCHES).mkdir(exist_ok=True)
+            marker.write_bytes(jsonio.dumpb({"format": "tracekit-store", "schema_version": SCHEMA_VERSION}))
+        meta = jsonio.loads(marker.read_bytes())
+        if meta.get("schema_version", 0) > SCHEMA_VERSION:
+            raise StoreError("store was written by a newer tracekit", str(root), "Upgrade tracekit")
+        (root / BATCHES).mkdir(exist_ok=True)
+        return cls(root)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def markers(self) -> list[dict[str, Any]]:
+        """The commit markers of all visible batches, oldest first."""
+        out = []
+        for path in sorted((self.root / BATCHES).glob("*.json")):
+            out.append(jsonio.loads(path.read_bytes()))
+        return out
+
+    def committed_files(self) -> dict[str, list[str]]:
+        """Absolute paths of the committed Parquet files, per table."""
+        files: dict[str, list[str]] = {t: [] for t in SCHEMAS}
+        for marker in self.markers():
+            for table, rel in marker.get("files", {}).items():
+                files.setdefault(table, []).append(str(self.root / rel))
+        return files
+
+    def view_sql(self, table: str, files: list[str]) -> str:
+        """The SELECT behind the view of `table` over `files`."""
+        if not files:
+            return empty_select(table)
+        scan = f"read_parquet({_file_list(files)}, union_by_name = true)"
+        if table == "invocations":
+            # Only the latest derivation of each stream counts; attempts are numbered per request id.
+            return (
+                "SELECT * REPLACE (row_number() OVER (PARTITION BY request_id "
+                "ORDER BY start_time NULLS LAST, log_stream, end_time) AS attempt) "
+                f"FROM {scan} QUALIFY batch = max(batch) OVER (PARTITION BY stream_key)"
+            )
+        return f"SELECT * FROM {scan}"
+
+    def connect(self, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table over the committed files."""
+        config: dict[str, Any] = {"memory_limit": MEMORY_LIMIT, "temp_directory": str(self.root / TMP)}
+        if threads:
+            config["threads"] = threads
+        con = duckdb.connect(config=config)
+        files = self.committed_files()
+        for table in SCHEMAS:
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {table} AS {self.view_sql(table, files.get(table, []))}"
+            )
+        return con
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run one SELECT and return its rows as dicts (for tests and small results)."""
+        con = self.connect()
+        try:
+            cur = con.execute(sql, params or [])
+            names = [d[0] for d in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        """Hold the store's write lock; clean up what a crashed writer left behind."""
+        (self.root / TMP).mkdir(exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                "store is being written by another tracekit process",
+                str(self.root),
+                "Wait for it to finish and run the command again",
+            ) from None
+        self._lock_fd = fd
+        try:
+            self.recover()
+            yield self
+        finally:
+            self.refresh_catalog()
+            self.release()
+
+    def release(self) -> None:
+        """Release the write lock if held."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def next_batch(self) -> Batch:
+        """A new batch numbered after every batch on disk, committed or not."""
+        numbers = [m["batch"] for m in self.markers()]
+        for table in SCHEMAS:
+            for d in (self.root / table).glob("batch=*"):
+                numbers.append(int(d.name.split("=", 1)[1]))
+        return Batch(self, max(numbers, default=0) + 1)
+
+    def recover(self) -> None:
+        """Delete files of batches that never committed (a writer crashed mid-batch)."""
+        committed = {m["batch"] for m in self.markers()}
+        for table in SCHEMAS:
+            for d in (self.root / table).glob("batch=*"):
+                if int(d.name.split("=", 1)[1]) not in committed:
+                    shutil.rmtree(d, ignore_errors=True)
+        for leftover in (self.root / BATCHES).glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def remove_batch_files(self, number: int) -> None:
+        """Delete every file of batch `number` (used when a batch is aborted)."""
+        for table in SCHEMAS:
+            shutil.rmtree(self.root / table / f"batch={number:08d}", ignore_errors=True)
+
+    def refresh_catalog(self) -> None:
+        """Rewrite the persistent catalog's views; skipped when another client holds it open."""
+        try:
+            con = duckdb.connect(str(self.root / CATALOG))
+        except duckdb.Error:
+            return
+        try:
+            files = self.committed_files()
+            for table in SCHEMAS:
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.view_sql(table, files.get(table, []))}")
+        finally:
+            con.close()

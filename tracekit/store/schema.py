@@ -1,0 +1,167 @@
+"""The Arrow schemas of the store's tables and the schema version they belong to.
+
+Public columns come first and are a contract (see README); columns after them are tracekit's own
+bookkeeping: `uid` (content id used to skip rows already stored), `batch` (the ingest batch that
+wrote the row) and, for logs, `stream_key` and `seq` (how events are ordered within a stream).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+TS = pa.timestamp("us")
+STR = pa.string()
+I64 = pa.int64()
+F64 = pa.float64()
+BOOL = pa.bool_()
+
+LOG_EVENTS = pa.schema(
+    [
+        ("log_group", STR),
+        ("log_stream", STR),
+        ("timestamp", TS),
+        ("ingestion_time", TS),
+        ("event_id", STR),
+        ("message", STR),
+        ("source", STR),
+        ("position", STR),
+        ("uid", STR),
+        ("stream_key", STR),
+        ("seq", I64),
+        ("time_ordered", BOOL),
+        ("batch", I64),
+    ]
+)
+
+INVOCATIONS = pa.schema(
+    [
+        ("request_id", STR),
+        ("attempt", I64),
+        ("function_name", STR),
+        ("log_group", STR),
+        ("log_stream", STR),
+        ("version", STR),
+        ("start_time", TS),
+        ("end_time", TS),
+        ("duration_ms", F64),
+        ("billed_duration_ms", F64),
+        ("memory_size_mb", I64),
+        ("max_memory_used_mb", I64),
+        ("init_duration_ms", F64),
+        ("restore_duration_ms", F64),
+        ("status", STR),
+        ("error_type", STR),
+        ("error_message", STR),
+        ("xray_trace_id", STR),
+        ("cold_start", BOOL),
+        ("has_start", BOOL),
+        ("has_report", BOOL),
+        ("stream_key", STR),
+        ("batch", I64),
+    ]
+)
+
+DESTINATION_RECORDS = pa.schema(
+    [
+        ("record_id", STR),
+        ("kind", STR),
+        ("condition", STR),
+        ("request_id", STR),
+        ("function_arn", STR),
+        ("function_name", STR),
+        ("approximate_invoke_count", I64),
+        ("timestamp", TS),
+        ("request_payload", STR),
+        ("response_payload", STR),
+        ("function_error", STR),
+        ("status_code", I64),
+        ("executed_version", STR),
+        ("shard_id", STR),
+        ("start_sequence_number", STR),
+        ("end_sequence_number", STR),
+        ("batch_size", I64),
+        ("source_arn", STR),
+        ("arrival_first", TS),
+        ("arrival_last", TS),
+        ("envelope", STR),
+        ("envelope_id", STR),
+        ("envelope_path", STR),
+        ("envelope_source", STR),
+        ("partitions", STR),
+        ("payload", STR),
+        ("raw", STR),
+        ("source", STR),
+        ("position", STR),
+        ("uid", STR),
+        ("batch", I64),
+    ]
+)
+
+DEAD_LETTERS = pa.schema(
+    [
+        ("message_id", STR),
+        ("queue", STR),
+        ("body", STR),
+        ("kind", STR),
+        ("request_id", STR),
+        ("error_code", STR),
+        ("error_message", STR),
+        ("approximate_receive_count", I64),
+        ("sent_timestamp", TS),
+        ("dead_letter_source_arn", STR),
+        ("message_group_id", STR),
+        ("message_deduplication_id", STR),
+        ("attributes", STR),
+        ("message_attributes", STR),
+        ("receipt_handle", STR),
+        ("envelope", STR),
+        ("envelope_id", STR),
+        ("source", STR),
+        ("position", STR),
+        ("uid", STR),
+        ("batch", I64),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("source", STR),
+        ("position", STR),
+        ("raw", STR),
+        ("reason", STR),
+        ("uid", STR),
+        ("batch", I64),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "log_events": LOG_EVENTS,
+    "invocations": INVOCATIONS,
+    "destination_records": DESTINATION_RECORDS,
+    "dead_letters": DEAD_LETTERS,
+    "quarantine": QUARANTINE,
+}
+
+#: Columns that are tracekit's bookkeeping rather than part of the contract.
+INTERNAL_COLUMNS = frozenset({"uid", "batch", "stream_key", "seq", "time_ordered", "has_start", "has_report"})
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.timestamp("us"): "TIMESTAMP",
+}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB type name for one of the Arrow types the schemas use."""
+    return _DUCKDB_TYPES[arrow_type]
+
+
+def empty_select(table: str) -> str:
+    """A typed zero-row SELECT for a table that has no Parquet files yet."""
+    cols = ", ".join(f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in SCHEMAS[table])
+    return f"SELECT {cols} WHERE false"
