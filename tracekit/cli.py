@@ -152,7 +152,7 @@ def demo(
 
     Example: tracekit demo
     """
-    from tracekit.collect.ingest import ingest_paths
+    from tracekit.collect.ingest import ingest_demo
     from tracekit.render import print_counts, print_rows
     from tracekit.store import Store
     from tracekit.store.query import DEMO_QUERIES
@@ -161,16 +161,16 @@ def demo(
         samples = _samples_dir()
         target = store or Path(tempfile.mkdtemp(prefix="tracekit-demo-"))
         with Store.open(target, create=True) as st:
-            report = ingest_paths(st, [samples])
+            report = ingest_demo(st, samples)
             print_counts(report.counts, fmt, title=f"Ingested {report.files} files from {samples}")
-            for title, query in DEMO_QUERIES:
-                con = st.connect()
-                try:
+            con = st.connect()
+            try:
+                for title, query in DEMO_QUERIES:
                     cur = con.execute(query)
                     columns = [d[0] for d in cur.description or []]
                     print_rows(columns, cur.fetchall(), fmt, title=title)
-                finally:
-                    con.close()
+            finally:
+                con.close()
         typer.echo(
             f'Store: {st.root}\nTry: tracekit sql "SELECT * FROM invocations LIMIT 5" --store {st.root}',
             err=True,

@@ -25,6 +25,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+# Timestamps in the store are naive UTC: say so in the text.
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON text; raises ValueError (orjson.JSONDecodeError) on bad input."""
     return orjson.loads(text)
@@ -32,11 +36,10 @@ def loads(text: str | bytes) -> Any:
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Serialise to compact JSON text; datetimes become ISO-8601 UTC with a Z."""
-    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
-    return orjson.dumps(value, default=_default, option=option).decode()
+    return dumpb(value, sort_keys=sort_keys).decode()
 
 
 def dumpb(value: Any, *, sort_keys: bool = False) -> bytes:
     """Like dumps, as bytes."""
-    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    option = _OPTIONS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     return orjson.dumps(value, default=_default, option=option)

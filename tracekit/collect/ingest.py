@@ -22,7 +22,13 @@ import pyarrow as pa
 from tracekit import jsonio
 from tracekit.collect import invocations
 from tracekit.collect.documents import Parsed, parse_json_file
-from tracekit.collect.logs import group_hint_in, ndjson_select, parse_plain_text, parse_s3_export
+from tracekit.collect.logs import (
+    group_hint_in,
+    is_lambda_text,
+    ndjson_select,
+    parse_plain_text,
+    parse_s3_export,
+)
 from tracekit.collect.records import md5
 from tracekit.collect.sources import (
     GZIP_MAGIC,
@@ -183,8 +189,10 @@ class Ingestor:
             parse_s3_export(text, parsed.logs, problems)
             for position, reason, raw in problems:
                 parsed.reject(position, reason, raw)
-        else:
+        elif is_lambda_text(text):
             parse_plain_text(text, parsed.logs)
+        else:
+            parsed.reject("line 1", "unrecognised text: no Lambda log lines and not JSON", text)
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -291,3 +299,30 @@ def ingest_paths(
         finally:
             ingestor.close()
     return report
+
+
+# filter-log-events output does not name its log group; a user passes --log-group, the demo does it here.
+DEMO_LOG_GROUPS = {"logs/orders-notify.filter-log-events.json": "/aws/lambda/orders-notify"}
+DEMO_FOLDERS = ("logs", "destinations", "dlq")
+
+
+def ingest_demo(store: Store, samples: Path) -> IngestReport:
+    """Ingest the bundled sample incident the way a user would, file by file."""
+    report = IngestReport()
+    for rel, group in DEMO_LOG_GROUPS.items():
+        part = ingest_paths(store, [samples / rel], log_group=group)
+        _merge(report, part)
+    rest = [
+        p
+        for folder in DEMO_FOLDERS
+        for p in expand([samples / folder])
+        if str(p.relative_to(samples)) not in DEMO_LOG_GROUPS
+    ]
+    _merge(report, ingest_paths(store, rest))
+    return report
+
+
+def _merge(total: IngestReport, part: IngestReport) -> None:
+    for key, value in part.counts.items():
+        total.counts[key] = total.counts.get(key, 0) + value
+    total.files += part.files

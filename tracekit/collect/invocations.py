@@ -40,20 +40,26 @@ WITH base AS (
         END AS kind0
     FROM {source}
 ),
-j AS (
+j0 AS (
     SELECT *,
         CASE WHEN kind0 = 'json' AND json_valid(message) THEN message
-             WHEN kind0 = 'lambda_warning' THEN nullif(regexp_extract(message, '[\r\n](\{.*\})\s*$', 1), '')
-        END AS js
+             -- LAMBDA_WARNING or a JSON record joined by \r to the runtime's JSON error record
+             WHEN kind0 IN ('json', 'lambda_warning') THEN nullif(regexp_extract(message, '[\r\n](\{.*\})\s*$', 1), '')
+        END AS js0
     FROM base WHERE kind0 IS NOT NULL
 ),
+j AS (SELECT * EXCLUDE (js0), CASE WHEN js0 IS NOT NULL AND json_valid(js0) THEN js0 END AS js FROM j0),
 k AS (
     SELECT *,
         json_extract_string(js, '$.type') AS jtype,
-        coalesce(json_extract_string(js, '$.errorType'), json_extract_string(js, '$.message.errorType'))
-            AS j_error_type,
-        coalesce(json_extract_string(js, '$.errorMessage'), json_extract_string(js, '$.message.errorMessage'))
-            AS j_error_message,
+        -- The runtime's own error record has errorType/errorMessage at the top and no message or
+        -- logger (an exception logged by the application carries both); Node nests it in message.
+        CASE WHEN json_extract(js, '$.message') IS NULL AND json_extract(js, '$.logger') IS NULL
+             THEN json_extract_string(js, '$.errorType')
+             ELSE json_extract_string(js, '$.message.errorType') END AS j_error_type,
+        CASE WHEN json_extract(js, '$.message') IS NULL AND json_extract(js, '$.logger') IS NULL
+             THEN json_extract_string(js, '$.errorMessage')
+             ELSE json_extract_string(js, '$.message.errorMessage') END AS j_error_message,
         coalesce(json_extract_string(js, '$.record.requestId'), json_extract_string(js, '$.requestId'),
                  json_extract_string(js, '$.function_request_id'), json_extract_string(js, '$.AWSRequestId'))
             AS j_rid
@@ -257,6 +263,8 @@ s AS (
                  OR (killed AND max_memory_used_mb IS NOT NULL AND max_memory_used_mb >= memory_size_mb)
                  THEN 'out_of_memory'
             WHEN report_error_type = 'Runtime.ExitError' OR exit_text IS NOT NULL THEN 'crash'
+            -- platform.report states the outcome; an error-shaped application record does not override it
+            WHEN report_json IS NOT NULL AND report_status = 'success' THEN 'success'
             WHEN rt_error_type IS NOT NULL OR report_status IN ('error', 'failure')
                  OR runtime_done_status IN ('error', 'failure') THEN 'error'
             WHEN has_report THEN 'success'

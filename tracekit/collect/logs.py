@@ -30,6 +30,12 @@ _CONTINUATION = re.compile(
 # The platform's END/REPORT can follow a record that lacked a final newline on the same line.
 _GLUED = re.compile(r"(?<=\S)(?=(?:START|END|REPORT) RequestId: )")
 _EXPORT_HEAD = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)$", re.S)
+# Lines only Lambda writes; a text file without any of them is not a Lambda log.
+_LAMBDA_MARKER = re.compile(
+    r"^(?:START|END|REPORT) RequestId: |^(?:INIT_START|INIT_REPORT|RESTORE_REPORT) |^RequestId: \S+ "
+    r"|^\[[A-Z]+\]\t\d{4}-\d\d-\d\dT[^\t]*\t[^\t]+\t|^\d{4}-\d\d-\d\dT[\d:.]+Z\t[^\t]+\t",
+    re.M,
+)
 _GROUP_HINT = re.compile(r"AWS_LAMBDA_LOG_GROUP_NAME['\"]?\s*[:=]\s*['\"]([^'\"]+)['\"]")
 
 LOG_ROW_SCHEMA = pa.schema(
@@ -109,6 +115,11 @@ def group_hint_in(text: str) -> str | None:
     """The single log group named by AWS_LAMBDA_LOG_GROUP_NAME in `text`, if exactly one."""
     found = {m.group(1) for m in _GROUP_HINT.finditer(text)}
     return found.pop() if len(found) == 1 else None
+
+
+def is_lambda_text(text: str) -> bool:
+    """True when the text holds at least one line only Lambda's platform or runtimes write."""
+    return _LAMBDA_MARKER.search(text) is not None
 
 
 def parse_plain_text(text: str, rows: LogRows) -> None:

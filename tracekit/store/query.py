@@ -24,7 +24,7 @@ DEMO_QUERIES: list[tuple[str, str]] = [
     ),
     (
         "Dead letters",
-        "SELECT kind, coalesce(queue, dead_letter_source_arn) AS queue, message_id, "
+        "SELECT kind, queue, dead_letter_source_arn, message_id, "
         "approximate_receive_count, "
         "coalesce(error_message, '') AS error_message FROM dead_letters ORDER BY sent_timestamp",
     ),
