@@ -224,7 +224,7 @@ class Ingestor:
         if existing:
             select += f" WHERE uid NOT IN (SELECT uid FROM read_parquet({_file_list(existing)}))"
         try:
-            return batch.copy(self.con, "log_events", select)
+            return batch.copy(self.con, "log_events", select, fast=True)
         except duckdb.Error:
             if fallible:
                 return None

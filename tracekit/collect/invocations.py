@@ -109,16 +109,27 @@ FROM c WHERE kind IS NOT NULL
 # Group the events into attempts and aggregate each attempt's evidence.
 ATTEMPTS = r"""
 CREATE OR REPLACE TEMP TABLE tk_ordered AS
-SELECT *, row_number() OVER (PARTITION BY stream_key ORDER BY
-        CASE WHEN time_ordered THEN ts END NULLS FIRST,
-        CASE WHEN time_ordered THEN rank ELSE 0 END, source, seq) AS ord
+SELECT *,
+    -- One sortable key per event: time, then START first and END/REPORT last, then file order.
+    -- Plain text has no time, so file order alone.
+    CASE WHEN time_ordered AND ts IS NOT NULL
+         THEN (CAST(epoch_ms(ts) AS HUGEINT) * 4 + rank) * 4294967296 + seq
+         ELSE CAST(seq AS HUGEINT) END AS ord
 FROM tk_events;
 
+-- Most request ids have one START and one REPORT in a stream: one attempt, no window needed.
+CREATE OR REPLACE TEMP TABLE tk_rids AS
+SELECT stream_key, rid, count(*) FILTER (WHERE kind = 'start') <= 1
+        AND count(*) FILTER (WHERE kind = 'report') <= 1 AS single
+FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY stream_key, rid;
+
 CREATE OR REPLACE TEMP TABLE tk_grouped AS
+SELECT o.*, 1 AS grp FROM tk_ordered o JOIN tk_rids r USING (stream_key, rid) WHERE r.single
+UNION ALL BY NAME
 SELECT *, sum(CASE WHEN kind = 'start' OR prev_kind = 'report' OR prev_kind IS NULL THEN 1 ELSE 0 END)
         OVER (PARTITION BY stream_key, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
-FROM (SELECT *, lag(kind) OVER (PARTITION BY stream_key, rid ORDER BY ord) AS prev_kind
-      FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '');
+FROM (SELECT o.*, lag(kind) OVER (PARTITION BY stream_key, rid ORDER BY ord) AS prev_kind
+      FROM tk_ordered o JOIN tk_rids r USING (stream_key, rid) WHERE NOT r.single);
 
 CREATE OR REPLACE TEMP TABLE tk_attempts AS
 SELECT stream_key, rid, grp,
@@ -131,21 +142,22 @@ SELECT stream_key, rid, grp,
     min(ts) AS first_ts,
     bool_or(kind = 'start') AS has_start,
     bool_or(kind = 'report') AS has_report,
-    any_value(coalesce(nullif(regexp_extract(message, '^START RequestId: \S+ Version: (\S+)', 1), ''),
-                       json_extract_string(js, '$.record.version'))) FILTER (WHERE kind = 'start') AS version,
-    any_value(json_extract_string(js, '$.record.functionArn')) FILTER (WHERE kind = 'start') AS function_arn,
+    any_value(message) FILTER (WHERE kind = 'start') AS start_text,
+    any_value(js) FILTER (WHERE kind = 'start') AS start_json,
     any_value(message) FILTER (WHERE kind = 'report' AND jtype IS NULL) AS report_text,
     any_value(js) FILTER (WHERE kind = 'report' AND jtype IS NOT NULL) AS report_json,
-    any_value(json_extract_string(js, '$.record.tracing.value')) FILTER (WHERE jtype IS NOT NULL) AS trace_header,
-    any_value(json_extract_string(js, '$.xray_trace_id')) AS app_trace_id,
-    bool_or(kind = 'timeout' OR (kind = 'end' AND json_extract_string(js, '$.record.status') = 'timeout')
+    any_value(js) FILTER (WHERE jtype IS NOT NULL AND kind IN ('start', 'report')) AS trace_json,
+    any_value(js) FILTER (WHERE kind = 'app' AND js IS NOT NULL AND contains(js, 'xray_trace_id')) AS app_json,
+    bool_or(kind = 'timeout' OR (kind = 'end' AND jtype IS NOT NULL AND contains(js, '"timeout"'))
             OR (kind = 'runtime_exit' AND contains(message, 'Task timed out'))) AS timed_out,
-    any_value(regexp_extract(message, 'Task timed out after [0-9.]+ seconds')) FILTER (WHERE kind = 'timeout'
-            OR kind = 'runtime_exit') AS timeout_message,
+    any_value(message) FILTER (WHERE kind = 'timeout'
+            OR (kind = 'runtime_exit' AND contains(message, 'Task timed out'))) AS timeout_text,
     any_value(message) FILTER (WHERE kind = 'runtime_exit' AND NOT contains(message, 'Task timed out'))
         AS exit_text,
-    any_value(json_extract_string(js, '$.record.status')) FILTER (WHERE kind = 'end') AS runtime_done_status,
-    min(ord) FILTER (WHERE kind = 'rt_error') AS rt_error_ord
+    any_value(js) FILTER (WHERE kind = 'end' AND jtype IS NOT NULL) AS runtime_done_json,
+    arg_min(message, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_text,
+    arg_min(j_error_type, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_type,
+    arg_min(j_error_message, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_message
 FROM tk_grouped GROUP BY stream_key, rid, grp;
 """
 
@@ -182,26 +194,31 @@ SELECT attempt_key,
         FILTER (WHERE kind = 'init_report' AND jtype = 'platform.initReport') AS init_report_json_ms,
     max(TRY_CAST(regexp_extract(message, 'Restore Duration: ([0-9.]+)', 1) AS DOUBLE))
         FILTER (WHERE kind = 'restore_report') AS restore_report_ms,
-    min(ord) FILTER (WHERE kind = 'rt_error') AS scoped_error_ord
+    arg_min(message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_text,
+    arg_min(j_error_type, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_type,
+    arg_min(j_error_message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_message
 FROM tk_scoped WHERE attempt_key IS NOT NULL GROUP BY attempt_key;
 """
 
 # Pick the runtime error record of each attempt (its first one) and compute the final row.
 FINAL = r"""
-WITH err AS (
-    SELECT a.attempt_key, e.message AS err_text, e.j_error_type, e.j_error_message
-    FROM tk_attempts a
-    LEFT JOIN tk_scoped_by_attempt s USING (attempt_key)
-    JOIN tk_ordered e ON e.stream_key = a.stream_key
-        AND e.ord = coalesce(a.rt_error_ord, s.scoped_error_ord)
-),
-stream_fn AS (
+WITH stream_fn AS (
     SELECT stream_key, any_value(coalesce(json_extract_string(js, '$.record.functionName'),
         split_part(json_extract_string(js, '$.record.functionArn'), ':', 7))) AS fn
     FROM tk_ordered WHERE jtype IN ('platform.initStart', 'platform.start') GROUP BY stream_key
 ),
 f AS (
-    SELECT a.*, s.*, err.err_text, err.j_error_type, err.j_error_message, sf.fn AS stream_function,
+    SELECT a.*, s.*, sf.fn AS stream_function,
+        coalesce(a.rid_err_text, s.scoped_err_text) AS err_text,
+        CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_type ELSE s.scoped_err_type END AS j_error_type,
+        CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_message ELSE s.scoped_err_message END AS j_error_message,
+        coalesce(nullif(regexp_extract(start_text, '^START RequestId: \S+ Version: (\S+)', 1), ''),
+                 json_extract_string(start_json, '$.record.version')) AS version,
+        json_extract_string(start_json, '$.record.functionArn') AS function_arn,
+        json_extract_string(trace_json, '$.record.tracing.value') AS trace_header,
+        json_extract_string(app_json, '$.xray_trace_id') AS app_trace_id,
+        json_extract_string(runtime_done_json, '$.record.status') AS runtime_done_status,
+        regexp_extract(timeout_text, 'Task timed out after [0-9.]+ seconds') AS timeout_message,
         TRY_CAST(regexp_extract(report_text, '^REPORT RequestId: \S+\s+Duration: ([0-9.]+)', 1) AS DOUBLE)
             AS r_duration,
         TRY_CAST(regexp_extract(report_text, 'Billed Duration: ([0-9.]+)', 1) AS DOUBLE) AS r_billed,
@@ -223,7 +240,6 @@ f AS (
         coalesce(json_extract_string(report_json, '$.record.tracing.value'), trace_header) AS j_trace_header
     FROM tk_attempts a
     LEFT JOIN tk_scoped_by_attempt s USING (attempt_key)
-    LEFT JOIN err USING (attempt_key)
     LEFT JOIN stream_fn sf ON sf.stream_key = a.stream_key
 ),
 g AS (

@@ -199,6 +199,5 @@ def ndjson_select(path_sql: str) -> str:
                row_number() OVER () - 1 AS seq,
                true AS time_ordered,
                0::BIGINT AS dup
-        FROM read_json({path_sql}, format = 'newline_delimited', columns = {NDJSON_COLUMNS},
-                       maximum_object_size = 268435456)
+        FROM read_json({path_sql}, format = 'newline_delimited', columns = {NDJSON_COLUMNS})
     """

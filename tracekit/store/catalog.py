@@ -66,12 +66,16 @@ class Batch:
         directory.mkdir(parents=True, exist_ok=True)
         return directory / "part-0.parquet"
 
-    def copy(self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> int:
-        """Write the rows of `select_sql` as this batch's file for `table`; returns the row count."""
+    def copy(self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str, *, fast: bool = False) -> int:
+        """Write the rows of `select_sql` as this batch's file for `table`; returns the row count.
+
+        `fast` trades file size for speed (snappy instead of zstd) on the big log tables.
+        """
         final = self.path_for(table)
         tmp = final.with_name(final.name + ".tmp")
+        compression = "snappy" if fast else COMPRESSION
         result = con.execute(
-            f"COPY ({select_sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION {COMPRESSION})"
+            f"COPY ({select_sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION {compression})"
         ).fetchone()
         rows = int(result[0]) if result else 0
         if rows == 0:
