@@ -394,7 +394,9 @@ def _handle_event_records(v: dict[str, Any], position: str, parsed: Parsed, raw:
 def _non_artifact_reason(v: dict[str, Any]) -> str:
     if "batchItemFailures" in v:
         return f"{NOT_ARTIFACT}: partial batch response"
-    if "StatusCode" in v and ("Payload" in v or "LogResult" in v or "FunctionError" in v):
+    if "StatusCode" in v and (
+        "Payload" in v or "LogResult" in v or "FunctionError" in v or "ExecutedVersion" in v
+    ):
         return f"{NOT_ARTIFACT}: synchronous Invoke response"
     if "EventSourceArn" in v and ("UUID" in v or "BatchSize" in v):
         return f"{NOT_ARTIFACT}: event source mapping configuration"

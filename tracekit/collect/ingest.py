@@ -137,7 +137,7 @@ class Ingestor:
                 batch, f"({ndjson_select(_sql_str(str(path)))})", str(path), str(path), group, fallible=True
             )
             if rows is not None:
-                return {"log_events": rows, "invocations": self._derive(batch)}
+                return {"log_events": rows, "invocations": self._derive(batch) if rows else 0}
             batch.abort()
         return self._write_parsed(path, batch)
 

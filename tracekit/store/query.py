@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import duckdb
@@ -9,7 +10,7 @@ import duckdb
 from tracekit.errors import QueryError
 from tracekit.store.catalog import Store
 
-_READ_ONLY = {"SELECT", "EXPLAIN", "PRAGMA"}
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.I)
 
 DEMO_QUERIES: list[tuple[str, str]] = [
     (
@@ -52,8 +53,8 @@ def run_read_only(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ..
                 "no SQL statement given", None, 'Pass a query such as "SELECT * FROM invocations"'
             )
         for statement in statements:
-            kind = statement.type.name
-            if kind not in _READ_ONLY:
+            kind = _effective_type(con, statement)
+            if kind != "SELECT":
                 raise QueryError(
                     f"only read-only queries are allowed, got {kind}",
                     sql.strip()[:80],
@@ -72,6 +73,16 @@ def run_read_only(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ..
             ) from None
     finally:
         con.close()
+
+
+def _effective_type(con: duckdb.DuckDBPyConnection, statement: Any) -> str:
+    """The statement's type; for EXPLAIN [ANALYZE], the type of what it explains (ANALYZE runs it)."""
+    kind = statement.type.name
+    if kind != "EXPLAIN":
+        return kind
+    inner = con.extract_statements(_EXPLAIN.sub("", statement.query, count=1))
+    kinds = {s.type.name for s in inner}
+    return "SELECT" if kinds == {"SELECT"} else f"EXPLAIN {'/'.join(sorted(kinds))}"
 
 
 def _first_line(exc: Exception) -> str:
