@@ -55,16 +55,32 @@ def receive_message_output(messages: list[dict[str, str]]) -> dict[str, object]:
 
 
 DLQ_A = [
-    {"id": "0d1f5a8e-1111-4c3a-9d55-0a0000000001", "body": '{"orderId": 101}', "count": "2",
-     "sent": "1795339869812"},
-    {"id": "0d1f5a8e-1111-4c3a-9d55-0a0000000002", "body": '{"orderId": 102}', "count": "5",
-     "sent": "1795339870000"},
+    {
+        "id": "0d1f5a8e-1111-4c3a-9d55-0a0000000001",
+        "body": '{"orderId": 101}',
+        "count": "2",
+        "sent": "1795339869812",
+    },
+    {
+        "id": "0d1f5a8e-1111-4c3a-9d55-0a0000000002",
+        "body": '{"orderId": 102}',
+        "count": "5",
+        "sent": "1795339870000",
+    },
 ]
 DLQ_B = [
-    {"id": "0d1f5a8e-2222-4c3a-9d55-0b0000000001", "body": '{"orderId": 201}', "count": "3",
-     "sent": "1795339900000"},
-    {"id": "0d1f5a8e-2222-4c3a-9d55-0b0000000002", "body": '{"orderId": 202}', "count": "4",
-     "sent": "1795339900500"},
+    {
+        "id": "0d1f5a8e-2222-4c3a-9d55-0b0000000001",
+        "body": '{"orderId": 201}',
+        "count": "3",
+        "sent": "1795339900000",
+    },
+    {
+        "id": "0d1f5a8e-2222-4c3a-9d55-0b0000000002",
+        "body": '{"orderId": 202}',
+        "count": "4",
+        "sent": "1795339900500",
+    },
 ]
 
 STREAM = "2026/11/22/[$LATEST]0123456789abcdef0123456789abcdef"
