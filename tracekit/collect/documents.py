@@ -242,7 +242,10 @@ def _handle_json_log_line(v: dict[str, Any], position: str, parsed: Parsed, raw:
 
 
 def _handle_destination(v: dict[str, Any], position: str, parsed: Parsed, raw: str | None) -> None:
-    parsed.add_destination(destination_row(v, envelope="raw"), position or "record 1")
+    # A Kafka-topic on-failure destination writes one message per failed record (recordInfo).
+    info = v.get("KafkaBatchInfo")
+    envelope = "kafka" if isinstance(info, dict) and "recordInfo" in info else "raw"
+    parsed.add_destination(destination_row(v, envelope=envelope), position or "record 1")
 
 
 def _is_eventbridge(v: dict[str, Any]) -> bool:
