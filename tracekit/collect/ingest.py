@@ -40,6 +40,7 @@ from tracekit.collect.sources import (
 )
 from tracekit.model import COUNT_KEYS
 from tracekit.store import Batch, Store
+from tracekit.store.catalog import file_list, sql_str
 from tracekit.store.schema import SCHEMAS
 
 HEAD_BYTES = 1 << 20
@@ -56,14 +57,6 @@ class IngestReport:
     def add(self, table: str, rows: int) -> None:
         key = "quarantined" if table == "quarantine" else table
         self.counts[key] = self.counts.get(key, 0) + rows
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _file_list(paths: list[str]) -> str:
-    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
@@ -134,7 +127,7 @@ class Ingestor:
         if _is_log_event_ndjson(head):
             group = self.log_group or group_hint_in(head.decode("utf-8", "replace"))
             rows = self._write_log_rows(
-                batch, f"({ndjson_select(_sql_str(str(path)))})", str(path), str(path), group, fallible=True
+                batch, f"({ndjson_select(sql_str(str(path)))})", str(path), str(path), group, fallible=True
             )
             if rows is not None:
                 return {"log_events": rows, "invocations": self._derive(batch) if rows else 0}
@@ -203,26 +196,26 @@ class Ingestor:
         self, batch: Batch, source_sql: str, source: str, file_key: str, group: str | None, *, fallible: bool
     ) -> int | None:
         existing = self._existing("log_events")
-        group_sql = _sql_str(group) if group else "NULL"
+        group_sql = sql_str(group) if group else "NULL"
         select = f"""
             WITH r AS (SELECT * REPLACE (coalesce(log_group, {group_sql}) AS log_group) FROM {source_sql}),
             u AS (
                 SELECT log_group, log_stream, epoch_ms(ts_ms) AS "timestamp",
                     epoch_ms(ingest_ms) AS ingestion_time,
-                    event_id, message, {_sql_str(source)} AS source, position,
+                    event_id, message, {sql_str(source)} AS source, position,
                     md5(coalesce(log_group, '') || chr(31) || coalesce(log_stream, '') || chr(31) ||
                         CASE WHEN event_id IS NOT NULL THEN event_id
                              ELSE coalesce(CAST(ts_ms AS VARCHAR), '') || chr(31) || message || chr(31)
                                   || CAST(dup AS VARCHAR) END) AS uid,
                     coalesce(log_group, '') || chr(31)
-                        || coalesce(log_stream, 'file:' || {_sql_str(file_key)}) AS stream_key,
+                        || coalesce(log_stream, 'file:' || {sql_str(file_key)}) AS stream_key,
                     seq, time_ordered, {batch.number}::BIGINT AS batch
                 FROM r
             )
             SELECT * FROM u
         """
         if existing:
-            select += f" WHERE uid NOT IN (SELECT uid FROM read_parquet({_file_list(existing)}))"
+            select += f" WHERE uid NOT IN (SELECT uid FROM read_parquet({file_list(existing)}))"
         try:
             return batch.copy(self.con, "log_events", select, fast=True)
         except duckdb.Error:
@@ -233,9 +226,9 @@ class Ingestor:
     def _derive(self, batch: Batch) -> int:
         new_file = batch.store.root / batch.files["log_events"]
         files = [*self._existing("log_events"), str(new_file)]
-        keys = f"(SELECT DISTINCT stream_key FROM read_parquet({_sql_str(str(new_file))}))"
+        keys = f"(SELECT DISTINCT stream_key FROM read_parquet({sql_str(str(new_file))}))"
         source = (
-            f"(SELECT * FROM read_parquet({_file_list(files)}, union_by_name = true) "
+            f"(SELECT * FROM read_parquet({file_list(files)}, union_by_name = true) "
             f"WHERE stream_key IN {keys})"
         )
         final = invocations.derive(self.con, source, batch.number)
@@ -256,7 +249,7 @@ class Ingestor:
         arrow = pa.table({f.name: [r.get(f.name) for r in rows] for f in fields}, schema=pa.schema(fields))
         self.con.register("tk_new_rows", arrow)
         existing = self._existing(table)
-        where = f"WHERE uid NOT IN (SELECT uid FROM read_parquet({_file_list(existing)}))" if existing else ""
+        where = f"WHERE uid NOT IN (SELECT uid FROM read_parquet({file_list(existing)}))" if existing else ""
         select = (
             f"SELECT *, {batch.number}::BIGINT AS batch FROM tk_new_rows {where} "
             "QUALIFY row_number() OVER (PARTITION BY uid ORDER BY position) = 1"

@@ -43,12 +43,14 @@ MEMORY_LIMIT = "1GB"
 COMPRESSION = "zstd"
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
-def _file_list(paths: list[str]) -> str:
-    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+def file_list(paths: list[str]) -> str:
+    """A SQL list literal of file paths, for read_parquet."""
+    return "[" + ", ".join(sql_str(p) for p in paths) + "]"
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Batch:
         tmp = final.with_name(final.name + ".tmp")
         compression = "snappy" if fast else COMPRESSION
         result = con.execute(
-            f"COPY ({select_sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION {compression})"
+            f"COPY ({select_sql}) TO {sql_str(str(tmp))} (FORMAT parquet, COMPRESSION {compression})"
         ).fetchone()
         rows = int(result[0]) if result else 0
         if rows == 0:
@@ -167,7 +169,7 @@ class Store:
         """The SELECT behind the view of `table` over `files`."""
         if not files:
             return empty_select(table)
-        scan = f"read_parquet({_file_list(files)}, union_by_name = true)"
+        scan = f"read_parquet({file_list(files)}, union_by_name = true)"
         if table == "invocations":
             # Only the latest derivation of each stream counts; attempts are numbered per request id.
             return (
