@@ -127,7 +127,7 @@ class Ingestor:
         if _is_log_event_ndjson(head):
             group = self.log_group or group_hint_in(head.decode("utf-8", "replace"))
             rows = self._write_log_rows(
-                batch, f"({ndjson_select(sql_str(str(path)))})", str(path), str(path), group, fallible=True
+                batch, f"({ndjson_select(sql_str(str(path)))})", str(path), group, fallible=True
             )
             if rows is not None:
                 return {"log_events": rows, "invocations": self._derive(batch) if rows else 0}
@@ -155,7 +155,7 @@ class Ingestor:
         if len(parsed.logs):
             self.con.register("tk_new_logs", parsed.logs.to_arrow())
             group = self.log_group or parsed.logs.group_hint()
-            written = self._write_log_rows(batch, "tk_new_logs", str(path), file_key, group, fallible=False)
+            written = self._write_log_rows(batch, "tk_new_logs", str(path), group, fallible=False)
             self.con.unregister("tk_new_logs")
             counts["log_events"] = written or 0
             if written:
@@ -193,29 +193,28 @@ class Ingestor:
         return self.store.committed_files().get(table, [])
 
     def _write_log_rows(
-        self, batch: Batch, source_sql: str, source: str, file_key: str, group: str | None, *, fallible: bool
+        self, batch: Batch, source_sql: str, source: str, group: str | None, *, fallible: bool
     ) -> int | None:
         existing = self._existing("log_events")
         group_sql = sql_str(group) if group else "NULL"
+        # A CloudWatch eventId already identifies an event; only events without one get a content hash
+        # (building strings per row is what costs most on the big inputs).
         select = f"""
-            WITH r AS (SELECT * REPLACE (coalesce(log_group, {group_sql}) AS log_group) FROM {source_sql}),
-            u AS (
-                SELECT log_group, log_stream, epoch_ms(ts_ms) AS "timestamp",
-                    epoch_ms(ingest_ms) AS ingestion_time,
-                    event_id, message, {sql_str(source)} AS source, position,
-                    md5(coalesce(log_group, '') || chr(31) || coalesce(log_stream, '') || chr(31) ||
-                        CASE WHEN event_id IS NOT NULL THEN event_id
-                             ELSE coalesce(CAST(ts_ms AS VARCHAR), '') || chr(31) || message || chr(31)
-                                  || CAST(dup AS VARCHAR) END) AS uid,
-                    coalesce(log_group, '') || chr(31)
-                        || coalesce(log_stream, 'file:' || {sql_str(file_key)}) AS stream_key,
-                    seq, time_ordered, {batch.number}::BIGINT AS batch
-                FROM r
-            )
-            SELECT * FROM u
+            SELECT coalesce(log_group, {group_sql}) AS log_group, log_stream, epoch_ms(ts_ms) AS "timestamp",
+                epoch_ms(ingest_ms) AS ingestion_time, event_id, message,
+                {sql_str(source)} AS source, position,
+                CASE WHEN event_id IS NOT NULL THEN event_id
+                     ELSE md5(coalesce(log_group, {group_sql}, '') || chr(31) || coalesce(log_stream, '')
+                              || chr(31) || coalesce(CAST(ts_ms AS VARCHAR), '') || chr(31) || message
+                              || chr(31) || CAST(dup AS VARCHAR)) END AS uid,
+                seq, time_ordered, {batch.number}::BIGINT AS batch
+            FROM {source_sql}
         """
         if existing:
-            select += f" WHERE uid NOT IN (SELECT uid FROM read_parquet({file_list(existing)}))"
+            select = f"""
+                SELECT n.* FROM ({select}) n ANTI JOIN read_parquet({file_list(existing)}) e
+                ON e.uid = n.uid AND e.log_stream IS NOT DISTINCT FROM n.log_stream
+            """
         try:
             return batch.copy(self.con, "log_events", select, fast=True)
         except duckdb.Error:
@@ -224,13 +223,16 @@ class Ingestor:
             raise
 
     def _derive(self, batch: Batch) -> int:
-        new_file = batch.store.root / batch.files["log_events"]
-        files = [*self._existing("log_events"), str(new_file)]
-        keys = f"(SELECT DISTINCT stream_key FROM read_parquet({sql_str(str(new_file))}))"
-        source = (
-            f"(SELECT * FROM read_parquet({file_list(files)}, union_by_name = true) "
-            f"WHERE stream_key IN {keys})"
-        )
+        """Re-derive the invocations of every log stream this batch added events to."""
+        new_file = sql_str(str(batch.store.root / batch.files["log_events"]))
+        existing = self._existing("log_events")
+        stream = "coalesce(log_group, '') || chr(31) || coalesce(log_stream, 'file:' || source)"
+        keys = f"(SELECT DISTINCT {stream} FROM read_parquet({new_file}))"
+        if existing:
+            files = file_list([*existing, str(batch.store.root / batch.files["log_events"])])
+            source = f"(SELECT * FROM read_parquet({files}, union_by_name = true) WHERE {stream} IN {keys})"
+        else:
+            source = f"read_parquet({new_file})"
         final = invocations.derive(self.con, source, batch.number)
         before = 0
         old = self._existing("invocations")

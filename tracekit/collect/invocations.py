@@ -22,7 +22,8 @@ from __future__ import annotations
 # invocation survive this step.
 CLASSIFY = r"""
 WITH base AS (
-    SELECT stream_key, log_group, log_stream, "timestamp" AS ts, seq, source, time_ordered, message,
+    SELECT coalesce(log_group, '') AS sg, coalesce(log_stream, 'file:' || source) AS ss,
+        log_group, log_stream, "timestamp" AS ts, seq, time_ordered, message,
         CASE
             WHEN starts_with(message, 'START RequestId: ') THEN 'start'
             WHEN starts_with(message, 'END RequestId: ') THEN 'end'
@@ -42,7 +43,9 @@ WITH base AS (
 ),
 j0 AS (
     SELECT *,
-        CASE WHEN kind0 = 'json' AND json_valid(message) THEN message
+        CASE WHEN kind0 = 'json' AND NOT (contains(message, '"type"') OR contains(message, 'equestId')
+                  OR contains(message, 'errorType') OR contains(message, 'request_id')) THEN NULL
+             WHEN kind0 = 'json' AND json_valid(message) THEN message
              -- LAMBDA_WARNING or a JSON record joined by \r to the runtime's JSON error record
              WHEN kind0 IN ('json', 'lambda_warning') THEN nullif(regexp_extract(message, '[\r\n](\{.*\})\s*$', 1), '')
         END AS js0
@@ -91,7 +94,11 @@ c AS (
         END AS kind
     FROM k
 )
-SELECT stream_key, log_group, log_stream, ts, seq, source, time_ordered, kind, message, js, jtype,
+SELECT sg, ss, log_group, log_stream, ts, seq, time_ordered, kind,
+    -- Keep the text only where a later step reads it: the helper tables stay narrow.
+    CASE WHEN kind NOT IN ('app', 'end') THEN message END AS message,
+    CASE WHEN kind <> 'app' OR contains(js, 'xray_trace_id') THEN js END AS js,
+    jtype,
     CASE
         WHEN kind0 IN ('start', 'end', 'report') THEN regexp_extract(message, '^\w+ RequestId: (\S+)', 1)
         WHEN kind0 = 'runtime_exit' THEN regexp_extract(message, '^RequestId: (\S+)', 1)
@@ -106,34 +113,19 @@ SELECT stream_key, log_group, log_stream, ts, seq, source, time_ordered, kind, m
 FROM c WHERE kind IS NOT NULL
 """
 
-# Group the events into attempts and aggregate each attempt's evidence.
-ATTEMPTS = r"""
-CREATE OR REPLACE TEMP TABLE tk_ordered AS
+# One sortable key per event: time, then START first and END/REPORT last, then file order.
+# Plain text has no time, so file order alone.
+ORDERED = r"""
 SELECT *,
-    -- One sortable key per event: time, then START first and END/REPORT last, then file order.
-    -- Plain text has no time, so file order alone.
     CASE WHEN time_ordered AND ts IS NOT NULL
-         THEN (CAST(epoch_ms(ts) AS HUGEINT) * 4 + rank) * 4294967296 + seq
+         THEN (CAST(epoch_ms(ts) AS HUGEINT) * 4 + rank) * 4294967296 + coalesce(seq, 0)
          ELSE CAST(seq AS HUGEINT) END AS ord
-FROM tk_events;
+FROM ({classified})
+"""
 
--- Most request ids have one START and one REPORT in a stream: one attempt, no window needed.
-CREATE OR REPLACE TEMP TABLE tk_rids AS
-SELECT stream_key, rid, count(*) FILTER (WHERE kind = 'start') <= 1
-        AND count(*) FILTER (WHERE kind = 'report') <= 1 AS single
-FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY stream_key, rid;
-
-CREATE OR REPLACE TEMP TABLE tk_grouped AS
-SELECT o.*, 1 AS grp FROM tk_ordered o JOIN tk_rids r USING (stream_key, rid) WHERE r.single
-UNION ALL BY NAME
-SELECT *, sum(CASE WHEN kind = 'start' OR prev_kind = 'report' OR prev_kind IS NULL THEN 1 ELSE 0 END)
-        OVER (PARTITION BY stream_key, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
-FROM (SELECT o.*, lag(kind) OVER (PARTITION BY stream_key, rid ORDER BY ord) AS prev_kind
-      FROM tk_ordered o JOIN tk_rids r USING (stream_key, rid) WHERE NOT r.single);
-
-CREATE OR REPLACE TEMP TABLE tk_attempts AS
-SELECT stream_key, rid, grp,
-    stream_key || chr(31) || rid || chr(31) || CAST(grp AS VARCHAR) AS attempt_key,
+# Group the events into attempts and aggregate each attempt's evidence.
+# What each attempt keeps of its events.
+ATTEMPT_COLUMNS = r"""
     min(ord) AS first_ord, max(ord) AS last_ord,
     any_value(log_group) AS log_group, any_value(log_stream) AS log_stream,
     min(ts) FILTER (WHERE kind = 'start') AS start_ts,
@@ -158,8 +150,32 @@ SELECT stream_key, rid, grp,
     arg_min(message, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_text,
     arg_min(j_error_type, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_type,
     arg_min(j_error_message, ord) FILTER (WHERE kind = 'rt_error') AS rid_err_message
-FROM tk_grouped GROUP BY stream_key, rid, grp;
 """
+
+# Group events into attempts. Most request ids have one START and one REPORT in a stream: one
+# attempt, a plain hash aggregate. Only request ids with several (async retries reusing the id)
+# go through the window that splits them at each START and after each REPORT.
+ATTEMPTS = r"""
+CREATE OR REPLACE TEMP TABLE tk_by_rid AS
+SELECT sg, ss, rid, 1 AS grp, count(*) FILTER (WHERE kind = 'start') AS n_start,
+    count(*) FILTER (WHERE kind = 'report') AS n_report, {cols}
+FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY sg, ss, rid;
+
+CREATE OR REPLACE TEMP TABLE tk_attempts AS
+SELECT * EXCLUDE (n_start, n_report) FROM tk_by_rid WHERE n_start <= 1 AND n_report <= 1
+UNION ALL BY NAME
+SELECT sg, ss, rid, grp, {cols}
+FROM (
+    SELECT *, sum(CASE WHEN kind = 'start' OR prev_kind = 'report' OR prev_kind IS NULL THEN 1 ELSE 0 END)
+            OVER (PARTITION BY sg, ss, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
+    FROM (
+        SELECT o.*, lag(kind) OVER (PARTITION BY sg, ss, rid ORDER BY ord) AS prev_kind
+        FROM tk_ordered o SEMI JOIN (SELECT sg, ss, rid FROM tk_by_rid WHERE n_start > 1 OR n_report > 1) m
+            ON o.sg = m.sg AND o.ss = m.ss AND o.rid = m.rid
+    )
+)
+GROUP BY sg, ss, rid, grp;
+""".replace("{cols}", ATTEMPT_COLUMNS.strip())
 
 # Stream-scoped evidence (no request id): attach to the attempt in progress, else the next one.
 SCOPED = r"""
@@ -170,19 +186,19 @@ WITH ev AS (
        OR (kind = 'rt_error' AND (rid IS NULL OR rid = ''))
 ),
 prev AS (
-    SELECT ev.*, a.attempt_key AS prev_key, a.last_ord AS prev_last
-    FROM ev ASOF LEFT JOIN tk_attempts a ON ev.stream_key = a.stream_key AND ev.ord >= a.first_ord
+    SELECT ev.*, a.first_ord AS prev_first, a.last_ord AS prev_last
+    FROM ev ASOF LEFT JOIN tk_attempts a ON ev.sg = a.sg AND ev.ss = a.ss AND ev.ord >= a.first_ord
 ),
 nxt AS (
-    SELECT p.*, n.attempt_key AS next_key
-    FROM prev p ASOF LEFT JOIN tk_attempts n ON p.stream_key = n.stream_key AND p.ord < n.first_ord
+    SELECT p.*, n.first_ord AS next_first
+    FROM prev p ASOF LEFT JOIN tk_attempts n ON p.sg = n.sg AND p.ss = n.ss AND p.ord < n.first_ord
 )
-SELECT *, CASE WHEN prev_key IS NOT NULL AND prev_last >= ord AND kind <> 'init_start' THEN prev_key
-               ELSE next_key END AS attempt_key
+SELECT *, CASE WHEN prev_first IS NOT NULL AND prev_last >= ord AND kind <> 'init_start' THEN prev_first
+               ELSE next_first END AS attempt_first
 FROM nxt;
 
 CREATE OR REPLACE TEMP TABLE tk_scoped_by_attempt AS
-SELECT attempt_key,
+SELECT sg, ss, attempt_first,
     bool_or(kind = 'init_start') AS saw_init_start,
     any_value(message) FILTER (WHERE kind = 'init_report' AND jtype IS NULL
         AND regexp_matches(message, 'Status: (error|timeout|failure)')) AS init_fail_text,
@@ -197,18 +213,18 @@ SELECT attempt_key,
     arg_min(message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_text,
     arg_min(j_error_type, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_type,
     arg_min(j_error_message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_message
-FROM tk_scoped WHERE attempt_key IS NOT NULL GROUP BY attempt_key;
+FROM tk_scoped WHERE attempt_first IS NOT NULL GROUP BY sg, ss, attempt_first;
 """
 
 # Pick the runtime error record of each attempt (its first one) and compute the final row.
 FINAL = r"""
 WITH stream_fn AS (
-    SELECT stream_key, any_value(coalesce(json_extract_string(js, '$.record.functionName'),
+    SELECT sg, ss, any_value(coalesce(json_extract_string(js, '$.record.functionName'),
         split_part(json_extract_string(js, '$.record.functionArn'), ':', 7))) AS fn
-    FROM tk_ordered WHERE jtype IN ('platform.initStart', 'platform.start') GROUP BY stream_key
+    FROM tk_ordered WHERE jtype IN ('platform.initStart', 'platform.start') GROUP BY sg, ss
 ),
 f AS (
-    SELECT a.*, s.*, sf.fn AS stream_function,
+    SELECT a.*, s.* EXCLUDE (sg, ss), sf.fn AS stream_function,
         coalesce(a.rid_err_text, s.scoped_err_text) AS err_text,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_type ELSE s.scoped_err_type END AS j_error_type,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_message ELSE s.scoped_err_message END AS j_error_message,
@@ -239,8 +255,8 @@ f AS (
         json_extract_string(report_json, '$.record.errorType') AS j_report_error_type,
         coalesce(json_extract_string(report_json, '$.record.tracing.value'), trace_header) AS j_trace_header
     FROM tk_attempts a
-    LEFT JOIN tk_scoped_by_attempt s USING (attempt_key)
-    LEFT JOIN stream_fn sf ON sf.stream_key = a.stream_key
+    LEFT JOIN tk_scoped_by_attempt s ON s.sg = a.sg AND s.ss = a.ss AND s.attempt_first = a.first_ord
+    LEFT JOIN stream_fn sf ON sf.sg = a.sg AND sf.ss = a.ss
 ),
 g AS (
     SELECT *,
@@ -323,7 +339,7 @@ SELECT
     coalesce(r_trace, nullif(regexp_extract(j_trace_header, 'Root=([^;]+)', 1), ''), app_trace_id) AS xray_trace_id,
     coalesce(init_duration_ms IS NOT NULL OR saw_init_start, false) AS cold_start,
     has_start, has_report,
-    stream_key,
+    sg || chr(31) || ss AS stream_key,
     {batch}::BIGINT AS batch
 FROM s
 """
@@ -338,7 +354,8 @@ def derive(con: object, source_sql: str, batch: int) -> str:
         batch: the batch number stamped on every row.
     """
     execute = con.execute  # type: ignore[attr-defined]
-    execute(f"CREATE OR REPLACE TEMP TABLE tk_events AS {CLASSIFY.replace('{source}', source_sql)}")
+    classified = CLASSIFY.replace("{source}", source_sql)
+    execute(f"CREATE OR REPLACE TEMP TABLE tk_ordered AS {ORDERED.replace('{classified}', classified)}")
     for sql in (ATTEMPTS, SCOPED):
         for statement in sql.split(";"):
             if statement.strip():

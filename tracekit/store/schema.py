@@ -2,7 +2,8 @@
 
 Public columns come first and are a contract (see README); columns after them are tracekit's own
 bookkeeping: `uid` (content id used to skip rows already stored), `batch` (the ingest batch that
-wrote the row) and, for logs, `stream_key` and `seq` (how events are ordered within a stream).
+wrote the row), for logs `seq` (file order, for inputs without timestamps) and, for invocations,
+`stream_key` (the log stream a derivation covers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ LOG_EVENTS = pa.schema(
         ("source", STR),
         ("position", STR),
         ("uid", STR),
-        ("stream_key", STR),
         ("seq", I64),
         ("time_ordered", BOOL),
         ("batch", I64),
