@@ -104,11 +104,13 @@ class Ingestor:
         )
 
     def close(self) -> None:
+        """Close the DuckDB connection used for writing."""
         self.con.close()
 
     # -- per file --------------------------------------------------------------------------
 
     def ingest_file(self, path: Path, report: IngestReport) -> None:
+        """Write one input file as one batch (all its rows or none) and add its counts to `report`."""
         batch = self.store.next_batch()
         try:
             counts = self._write_file(path, batch)
@@ -217,7 +219,9 @@ class Ingestor:
             """
         try:
             return batch.copy(self.con, "log_events", select, fast=True)
-        except duckdb.Error:
+        except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException):
+            # Input DuckDB cannot read as log events (a bad line, another shape): the caller reads
+            # the file line by line instead (a damaged gzip member, too). Out of memory is raised.
             if fallible:
                 return None
             raise

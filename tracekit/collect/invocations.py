@@ -18,6 +18,8 @@ times, then by their place in the file; plain text without timestamps keeps file
 
 from __future__ import annotations
 
+import duckdb
+
 # Classify each event and pull out the fields later steps need. Only events that can matter to an
 # invocation survive this step.
 CLASSIFY = r"""
@@ -345,7 +347,7 @@ FROM s
 """
 
 
-def derive(con: object, source_sql: str, batch: int) -> str:
+def derive(con: duckdb.DuckDBPyConnection, source_sql: str, batch: int) -> str:
     """Build the helper tables for `source_sql` (log events) and return the SELECT of invocation rows.
 
     Args:
@@ -353,7 +355,7 @@ def derive(con: object, source_sql: str, batch: int) -> str:
         source_sql: a parenthesised SELECT (or table name) yielding log_events rows.
         batch: the batch number stamped on every row.
     """
-    execute = con.execute  # type: ignore[attr-defined]
+    execute = con.execute
     classified = CLASSIFY.replace("{source}", source_sql)
     execute(f"CREATE OR REPLACE TEMP TABLE tk_ordered AS {ORDERED.replace('{classified}', classified)}")
     for sql in (ATTEMPTS, SCOPED):
