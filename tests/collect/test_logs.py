@@ -460,3 +460,15 @@ def test_s3_export_object(ingest, write):
     assert rows[1]["start_time"] == dt.datetime(2024, 9, 10, 14, 5, 0)
     assert rows[1]["duration_ms"] == pytest.approx(299.99)
     assert {r["function_name"] for r in rows} == {"catalog-api"}
+
+
+def test_export_permission_check_object_adds_nothing(ingest, write):
+    """CloudWatch Logs writes `aws-logs-write-test` containing this text beside every export."""
+    store, counts = ingest(write("aws-logs-write-test", "Permission Check Successful"))
+    assert counts == {
+        "log_events": 0,
+        "invocations": 0,
+        "destination_records": 0,
+        "dead_letters": 0,
+        "quarantined": 0,
+    }

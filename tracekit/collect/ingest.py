@@ -44,6 +44,8 @@ from tracekit.store.catalog import file_list, sql_str
 from tracekit.store.schema import SCHEMAS
 
 HEAD_BYTES = 1 << 20
+# CloudWatch Logs puts this object (aws-logs-write-test) beside every export; it holds no events.
+EXPORT_WRITE_TEST = "Permission Check Successful"
 
 
 @dataclass
@@ -176,6 +178,8 @@ class Ingestor:
         return counts
 
     def _parse_text(self, text: str, parsed: Parsed) -> None:
+        if text.strip() == EXPORT_WRITE_TEST:
+            return
         first = text.lstrip("\ufeff \t\r\n")[:1]
         if first in ("{", "["):
             parse_json_file(text, parsed)
