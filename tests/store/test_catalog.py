@@ -392,8 +392,8 @@ def test_catalog_follows_later_ingests(store: Store, tmp_path: Path) -> None:
     assert n == len(DLQ_A) + len(DLQ_B)
 
 
-def test_one_batch_per_input_file(store: Store, tmp_path: Path) -> None:
-    """Each input file is its own batch: one commit marker each, naming files inside the store."""
+def test_ndjson_log_file_is_a_batch_of_its_own(store: Store, tmp_path: Path) -> None:
+    """filter-log-events NDJSON gets its own batch; each marker names files inside the store."""
     ingest_paths(store, [write_dlq(tmp_path / "a.json", DLQ_A), write_log_ndjson(tmp_path / "w.ndjson")])
     assert len(batch_numbers(store.root)) == 2
     markers = sorted((store.root / "_batches").glob("*.json"))
@@ -403,3 +403,13 @@ def test_one_batch_per_input_file(store: Store, tmp_path: Path) -> None:
             path = (store.root / rel).resolve()
             assert path.is_file()
             assert os.path.commonpath([path, store.root]) == str(store.root)
+
+
+def test_small_files_share_one_batch_that_names_every_input(store: Store, tmp_path: Path) -> None:
+    """Many small files are committed together: one marker lists all of them, so each file's rows
+    are still all there or none."""
+    inputs = [write_dlq(tmp_path / f"dlq-{i}.json", DLQ_A) for i in range(3)]
+    ingest_paths(store, inputs)
+    markers = sorted((store.root / "_batches").glob("*.json"))
+    assert len(markers) == 1
+    assert sorted(json.loads(markers[0].read_text())["inputs"]) == sorted(str(p) for p in inputs)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from tracekit import jsonio
 from tracekit.collect.logs import LogRows, iso_to_ms
 from tracekit.collect.records import dead_letter_row, destination_row, is_destination_record
@@ -36,6 +38,14 @@ class Parsed:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     log_group: str | None = None
+    size: int = 0
+
+    def logs_table(self, log_group: str | None) -> pa.Table:
+        """The log events as Arrow, with their source and the log group to use where none is named."""
+        table = self.logs.to_arrow()
+        group = log_group or self.logs.group_hint()
+        table = table.append_column("source", pa.array([self.source] * table.num_rows, pa.string()))
+        return table.append_column("fallback_group", pa.array([group] * table.num_rows, pa.string()))
 
     def reject(self, position: str, reason: str, raw: Any) -> None:
         text = raw if isinstance(raw, str) else jsonio.dumps(raw)

@@ -1,4 +1,4 @@
-"""`tracekit ingest`: read artifact files into the store, one atomic batch per input file.
+"""`tracekit ingest`: read artifact files into the store in atomic batches (a file is never split).
 
 Each file is recognised by its content: filter-log-events NDJSON goes straight from DuckDB's JSON
 reader into Parquet; other JSON, plain Lambda log text and CloudWatch Logs export objects are parsed
@@ -46,6 +46,8 @@ from tracekit.store.schema import SCHEMAS
 HEAD_BYTES = 1 << 20
 # CloudWatch Logs puts this object (aws-logs-write-test) beside every export; it holds no events.
 EXPORT_WRITE_TEST = "Permission Check Successful"
+SMALL_BATCH_FILES = 1000
+SMALL_BATCH_BYTES = 64 << 20
 
 
 @dataclass
@@ -73,6 +75,10 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
         return b""
 
 
+def _sql_or_null(value: str | None) -> str:
+    return sql_str(value) if value else "NULL::VARCHAR"
+
+
 def _is_log_event_ndjson(head: bytes) -> bool:
     first = head.split(b"\n", 1)[0].strip()
     if not first.startswith(b"{"):
@@ -85,18 +91,17 @@ def _is_log_event_ndjson(head: bytes) -> bool:
 
 
 class Ingestor:
-    """Writes input files into a store; hold the store's write lock while using it."""
+    """Writes input files into a store; hold the store's write lock while using it.
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        log_group: str | None = None,
-        on_file: Callable[[Path, dict[str, int]], None] | None = None,
-    ) -> None:
+    Small files are parsed one by one and written together, up to SMALL_BATCH_FILES files or
+    SMALL_BATCH_BYTES of input per batch: a batch commits whole, so every file's rows still land
+    all or not at all, and a folder of thousands of destination objects does not cost thousands
+    of Parquet files. filter-log-events NDJSON, the shape that gets big, is a batch of its own.
+    """
+
+    def __init__(self, store: Store, *, log_group: str | None = None) -> None:
         self.store = store
         self.log_group = log_group
-        self.on_file = on_file
         self.con = duckdb.connect(
             config={
                 "memory_limit": "1GB",
@@ -104,6 +109,13 @@ class Ingestor:
                 "preserve_insertion_order": True,
             }
         )
+        self.con.execute("SET enable_progress_bar = false")
+        # This process holds the write lock, so what is committed changes only through it: read the
+        # markers once instead of once per input file.
+        self._files = store.committed_files()
+        self._next_batch = store.next_batch().number
+        self._pending: list[Parsed] = []
+        self._pending_bytes = 0
 
     def close(self) -> None:
         """Close the DuckDB connection used for writing."""
@@ -112,35 +124,64 @@ class Ingestor:
     # -- per file --------------------------------------------------------------------------
 
     def ingest_file(self, path: Path, report: IngestReport) -> None:
-        """Write one input file as one batch (all its rows or none) and add its counts to `report`."""
-        batch = self.store.next_batch()
+        """Read one input file; its rows are written with the next batch (all of them or none)."""
+        head = read_head(path)
+        if _is_log_event_ndjson(head):
+            self.flush(report)
+            group = self.log_group or group_hint_in(head.decode("utf-8", "replace"))
+            if self._write_batch(report, [path], lambda batch: self._write_ndjson(batch, path, group)):
+                return
+        parsed = self._parse_file(path)
+        self._pending.append(parsed)
+        self._pending_bytes += parsed.size
+        if len(self._pending) >= SMALL_BATCH_FILES or self._pending_bytes >= SMALL_BATCH_BYTES:
+            self.flush(report)
+
+    def flush(self, report: IngestReport) -> None:
+        """Write the parsed files waiting for a batch."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        self._write_batch(
+            report, [Path(p.source) for p in pending], lambda batch: self._write_parsed(batch, pending)
+        )
+
+    def _write_batch(
+        self, report: IngestReport, paths: list[Path], write: Callable[[Batch], dict[str, int] | None]
+    ) -> bool:
+        """Run `write` in a new batch and commit it; False (nothing kept) when `write` returns None."""
+        batch = Batch(self.store, self._next_batch)
         try:
-            counts = self._write_file(path, batch)
-            batch.commit({"input": str(path), "counts_added": counts})
+            counts = write(batch)
+            if counts is None:
+                batch.abort()
+                return False
+            batch.commit({"inputs": [str(p) for p in paths], "counts_added": counts})
         except BaseException:
             batch.abort()
             raise
+        self._next_batch += 1
+        for table, rel in batch.files.items():
+            self._files.setdefault(table, []).append(str(self.store.root / rel))
         for table, rows in counts.items():
             report.add(table, rows)
-        report.files += 1
-        if self.on_file:
-            self.on_file(path, counts)
+        report.files += len(paths)
+        return True
 
-    def _write_file(self, path: Path, batch: Batch) -> dict[str, int]:
-        head = read_head(path)
-        if _is_log_event_ndjson(head):
-            group = self.log_group or group_hint_in(head.decode("utf-8", "replace"))
-            rows = self._write_log_rows(
-                batch, f"({ndjson_select(sql_str(str(path)))})", str(path), group, fallible=True
-            )
-            if rows is not None:
-                return {"log_events": rows, "invocations": self._derive(batch) if rows else 0}
-            batch.abort()
-        return self._write_parsed(path, batch)
+    def _write_ndjson(self, batch: Batch, path: Path, group: str | None) -> dict[str, int] | None:
+        select = (
+            f"(SELECT *, {sql_str(str(path))} AS source, {_sql_or_null(group)} AS fallback_group "
+            f"FROM ({ndjson_select(sql_str(str(path)))}))"
+        )
+        rows = self._write_log_rows(batch, select, fallible=True)
+        if rows is None:
+            return None
+        return {"log_events": rows, "invocations": self._derive(batch) if rows else 0}
 
-    def _write_parsed(self, path: Path, batch: Batch) -> dict[str, int]:
+    def _parse_file(self, path: Path) -> Parsed:
         item = read_input(path)
         parsed = Parsed(source=str(path), log_group=self.log_group)
+        parsed.size = len(item.data)
         for problem in item.problems:
             parsed.reject(problem.position, problem.reason, problem.raw)
         data = item.data
@@ -150,31 +191,31 @@ class Ingestor:
         elif looks_binary(data):
             parsed.reject("byte 0", "not text: unrecognised binary format", as_text(data))
         else:
-            text = data.decode("utf-8", "replace")
-            self._parse_text(text, parsed)
+            self._parse_text(data.decode("utf-8", "replace"), parsed)
         file_key = hashlib.sha1(item.data).hexdigest()
+        for q in parsed.quarantine:
+            q["source"] = str(path)
+            q["uid"] = md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]]))
+        return parsed
+
+    def _write_parsed(self, batch: Batch, pending: list[Parsed]) -> dict[str, int]:
         counts = dict.fromkeys(
             ("log_events", "invocations", "destination_records", "dead_letters", "quarantine"), 0
         )
-        if len(parsed.logs):
-            self.con.register("tk_new_logs", parsed.logs.to_arrow())
-            group = self.log_group or parsed.logs.group_hint()
-            written = self._write_log_rows(batch, "tk_new_logs", str(path), group, fallible=False)
+        logs = [p.logs_table(self.log_group) for p in pending if len(p.logs)]
+        if logs:
+            self.con.register("tk_new_logs", pa.concat_tables(logs))
+            written = self._write_log_rows(batch, "tk_new_logs", fallible=False)
             self.con.unregister("tk_new_logs")
             counts["log_events"] = written or 0
             if written:
                 counts["invocations"] = self._derive(batch)
-        counts["destination_records"] = self._write_rows(batch, "destination_records", parsed.destinations)
-        counts["dead_letters"] = self._write_rows(batch, "dead_letters", parsed.dead_letters)
-        quarantine = [
-            {
-                **q,
-                "source": str(path),
-                "uid": md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]])),
-            }
-            for q in parsed.quarantine
-        ]
-        counts["quarantine"] = self._write_rows(batch, "quarantine", quarantine)
+        for table, attr in (
+            ("destination_records", "destinations"),
+            ("dead_letters", "dead_letters"),
+            ("quarantine", "quarantine"),
+        ):
+            counts[table] = self._write_rows(batch, table, [row for p in pending for row in getattr(p, attr)])
         return counts
 
     def _parse_text(self, text: str, parsed: Parsed) -> None:
@@ -196,21 +237,19 @@ class Ingestor:
     # -- tables ----------------------------------------------------------------------------
 
     def _existing(self, table: str) -> list[str]:
-        return self.store.committed_files().get(table, [])
+        return self._files.get(table, [])
 
-    def _write_log_rows(
-        self, batch: Batch, source_sql: str, source: str, group: str | None, *, fallible: bool
-    ) -> int | None:
+    def _write_log_rows(self, batch: Batch, source_sql: str, *, fallible: bool) -> int | None:
+        """Write log events from `source_sql` (LOG_ROW_SCHEMA plus source and fallback_group)."""
         existing = self._existing("log_events")
-        group_sql = sql_str(group) if group else "NULL"
         # A CloudWatch eventId already identifies an event; only events without one get a content hash
         # (building strings per row is what costs most on the big inputs).
         select = f"""
-            SELECT coalesce(log_group, {group_sql}) AS log_group, log_stream, epoch_ms(ts_ms) AS "timestamp",
-                epoch_ms(ingest_ms) AS ingestion_time, event_id, message,
-                {sql_str(source)} AS source, position,
+            SELECT coalesce(log_group, fallback_group) AS log_group, log_stream,
+                epoch_ms(ts_ms) AS "timestamp", epoch_ms(ingest_ms) AS ingestion_time,
+                event_id, message, source, position,
                 CASE WHEN event_id IS NOT NULL THEN event_id
-                     ELSE md5(coalesce(log_group, {group_sql}, '') || chr(31) || coalesce(log_stream, '')
+                     ELSE md5(coalesce(log_group, fallback_group, '') || chr(31) || coalesce(log_stream, '')
                               || chr(31) || coalesce(CAST(ts_ms AS VARCHAR), '') || chr(31) || message
                               || chr(31) || CAST(dup AS VARCHAR)) END AS uid,
                 seq, time_ordered, {batch.number}::BIGINT AS batch
@@ -275,7 +314,6 @@ def ingest_paths(
     paths: list[str | os.PathLike[str]],
     *,
     log_group: str | None = None,
-    on_file: Callable[[Path, dict[str, int]], None] | None = None,
 ) -> IngestReport:
     """Ingest every file under `paths` into `store`.
 
@@ -283,7 +321,6 @@ def ingest_paths(
         store: an open store.
         paths: files or directories (recursed); plain or gzip.
         log_group: the log group of log files that do not name one themselves.
-        on_file: called after each file with the rows it added per table.
 
     Returns:
         The rows added per table and how many inputs were quarantined.
@@ -295,10 +332,11 @@ def ingest_paths(
     files = expand(paths, skip=store.root)
     report = IngestReport()
     with store.writing():
-        ingestor = Ingestor(store, log_group=log_group, on_file=on_file)
+        ingestor = Ingestor(store, log_group=log_group)
         try:
             for path in files:
                 ingestor.ingest_file(path, report)
+            ingestor.flush(report)
         finally:
             ingestor.close()
     return report
