@@ -8,8 +8,8 @@ Layout of a store directory::
     _batches/<N>.json                 commit marker: a batch is visible only once its marker exists
     _tmp/                             scratch space (DuckDB spill files)
 
-A batch is the unit of atomicity (one input file). Its Parquet files are written first, then its
-marker; a crash in between leaves files without a marker, which the next writer deletes before
+A batch is the unit of atomicity (one or more whole input files). Its Parquet files are written
+first, then its marker; a crash in between leaves files without a marker, which the next writer deletes before
 doing anything else. Readers only ever see files named in markers, so they never see half a batch.
 
 `invocations` is derived from `log_events`: a batch that adds events to a log stream re-derives
