@@ -370,3 +370,50 @@ def test_eventbridge_event_delivered_to_sqs(ingest, write):
     assert row["envelope"] == "eventbridge"
     assert row["envelope_path"] == "sqs/eventbridge"
     assert row["envelope_id"] == "60718293-a4b5-4c63-a475-8091a2b3c4d5"
+
+
+def test_eventbridge_event_delivered_through_sns(ingest, write):
+    """An EventBridge rule with an SNS target: the notification's Message is the whole event."""
+    record = {
+        "version": "1.0",
+        "timestamp": "2026-11-22T10:00:01.250Z",
+        "requestContext": {
+            "requestId": "5d0c1a7e-3b2f-4c1d-9e8a-7f6b5c4d3e2f",
+            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:billing:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": {"invoice": 88},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "boom", "errorType": "RuntimeError"},
+    }
+    event = {
+        "version": "0",
+        "id": "0b9f0d4e-1111-2222-3333-444455556666",
+        "detail-type": "Lambda Function Invocation Result - Failure",
+        "source": "lambda",
+        "account": "123456789012",
+        "time": "2026-11-22T10:00:01Z",
+        "region": "eu-west-1",
+        "resources": [
+            "arn:aws:events:eu-west-1:123456789012:event-bus/default",
+            "arn:aws:lambda:eu-west-1:123456789012:function:billing:$LATEST",
+        ],
+        "detail": record,
+    }
+    notification = {
+        "Type": "Notification",
+        "MessageId": "9a8b7c6d-0000-1111-2222-333344445555",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:failures",
+        "Message": jsonio.dumps(event),
+        "Timestamp": "2026-11-22T10:00:01.400Z",
+    }
+    store, counts = ingest(write("eb-via-sns.json", jsonio.dumps(notification)))
+    assert counts["destination_records"] == 1 and counts["dead_letters"] == 0
+    [row] = store.query("SELECT request_id, envelope, envelope_id, envelope_path FROM destination_records")
+    assert row == {
+        "request_id": "5d0c1a7e-3b2f-4c1d-9e8a-7f6b5c4d3e2f",
+        "envelope": "eventbridge",
+        "envelope_id": "0b9f0d4e-1111-2222-3333-444455556666",
+        "envelope_path": "sns/eventbridge",
+    }

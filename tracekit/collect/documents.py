@@ -306,6 +306,9 @@ def _handle_sns(
         )
         parsed.add_destination(row, position or "record 1")
         return
+    if isinstance(inner, dict) and _is_eventbridge(inner) and is_destination_record(inner.get("detail")):
+        _handle_eventbridge(inner, position, parsed, None, outer=path)
+        return
     envelope, envelope_id = outer if outer else ("sns", _id_text(v.get("MessageId")))
     row = dead_letter_row(
         message_id=_id_text(v.get("MessageId")),
