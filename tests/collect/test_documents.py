@@ -356,3 +356,39 @@ def test_logs_insights_results_are_not_ingested(ingest, write):
     }
     [q] = store.query("SELECT reason FROM quarantine")
     assert "Logs Insights" in q["reason"]
+
+
+def test_a_parser_failure_keeps_the_whole_file_in_quarantine(ingest, write, monkeypatch):
+    """If parsing a file raises (a bug), the input is kept whole in quarantine instead of crashing."""
+    from tracekit.collect import ingest as ingest_module
+
+    def broken(text, parsed):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(ingest_module, "parse_json_file", broken)
+    body = '{"Messages": []}'
+    store, counts = ingest(write("deep.json", body))
+    assert counts["quarantined"] == 1
+    [q] = store.query("SELECT position, raw, reason FROM quarantine")
+    assert q["position"] == "byte 0"
+    assert q["raw"] == body
+    assert "RecursionError" in q["reason"]
+
+
+def test_a_failing_write_stores_nothing_and_says_which_file(ingest, write, monkeypatch):
+    """An unexpected error while writing a batch aborts it and names the input in one line."""
+    from tracekit.errors import TracekitError
+    from tracekit.store.catalog import Batch
+
+    def failing_copy(self, con, table, select_sql, *, fast=False):
+        raise OSError("No space left on device")
+
+    path = write("dlq.json", '{"Messages": [{"MessageId": "m-1", "Body": "hello"}]}')
+    monkeypatch.setattr(Batch, "copy", failing_copy)
+    with pytest.raises(TracekitError) as caught:
+        ingest(path)
+    assert "could not store (OSError: No space left on device)" in caught.value.line()
+    assert str(path) in caught.value.line()
+    monkeypatch.undo()
+    store, counts = ingest(path)
+    assert counts["dead_letters"] == 1  # nothing of the failed attempt was kept, so it is new now

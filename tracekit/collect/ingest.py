@@ -38,6 +38,7 @@ from tracekit.collect.sources import (
     looks_binary,
     read_input,
 )
+from tracekit.errors import TracekitError
 from tracekit.model import COUNT_KEYS
 from tracekit.store import Batch, Store
 from tracekit.store.catalog import file_list, sql_str
@@ -73,6 +74,11 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
         return zlib.decompressobj(wbits=31).decompress(raw, size)
     except zlib.error:
         return b""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def _sql_or_null(value: str | None) -> str:
@@ -157,9 +163,17 @@ class Ingestor:
                 batch.abort()
                 return False
             batch.commit({"inputs": [str(p) for p in paths], "counts_added": counts})
-        except BaseException:
+        except (TracekitError, KeyboardInterrupt):
             batch.abort()
             raise
+        except Exception as exc:
+            batch.abort()
+            where = str(paths[0]) + (f" and {len(paths) - 1} more files" if len(paths) > 1 else "")
+            raise TracekitError(
+                f"could not store ({type(exc).__name__}: {_first_line(exc)})",
+                where,
+                "Nothing from these files was stored; run with --debug for the traceback",
+            ) from exc
         self._next_batch += 1
         for table, rel in batch.files.items():
             self._files.setdefault(table, []).append(str(self.store.root / rel))
@@ -191,7 +205,16 @@ class Ingestor:
         elif looks_binary(data):
             parsed.reject("byte 0", "not text: unrecognised binary format", as_text(data))
         else:
-            self._parse_text(data.decode("utf-8", "replace"), parsed)
+            try:
+                self._parse_text(data.decode("utf-8", "replace"), parsed)
+            except Exception as exc:  # a parser bug must not lose the input: keep it whole in quarantine
+                parsed = Parsed(source=str(path), log_group=self.log_group, size=len(data))
+                parsed.reject(
+                    "byte 0",
+                    f"tracekit failed to parse this file ({type(exc).__name__}: "
+                    f"{_first_line(exc)}); please report it",
+                    as_text(data),
+                )
         file_key = hashlib.sha1(item.data).hexdigest()
         for q in parsed.quarantine:
             q["source"] = str(path)
