@@ -16,6 +16,7 @@ demo: $(BIN)/tracekit
 
 test: $(BIN)/tracekit
 	$(BIN)/ruff check tracekit tests
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: $(BIN)/tracekit

@@ -165,7 +165,8 @@ def destination_row(
 ) -> dict[str, Any]:
     """One destination_records row for a destination invocation record."""
     rc = record.get("requestContext") or {}
-    resp = record.get("responseContext") if isinstance(record.get("responseContext"), dict) else {}
+    resp_value = record.get("responseContext")
+    resp: dict[str, Any] = resp_value if isinstance(resp_value, dict) else {}
     kind, info = _kind_and_batch(record)
     raw = jsonio.dumps(record, sort_keys=True)
     row: dict[str, Any] = {

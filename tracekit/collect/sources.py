@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def as_text(data: bytes, limit: int = RAW_LIMIT) -> str:
     return data[:limit].decode("utf-8", "replace")
 
 
-def expand(paths: list[str | os.PathLike[str]], *, skip: Path | None = None) -> list[Path]:
+def expand(paths: Sequence[str | os.PathLike[str]], *, skip: Path | None = None) -> list[Path]:
     """Every regular file under `paths`, in a stable order; directories are recursed.
 
     Hidden files and directories found while recursing are skipped (named files are always read),
