@@ -82,6 +82,14 @@ def ingest(
             help="Log group of log files that do not name one (filter-log-events, text, S3 export).",
         ),
     ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Queue (name or ARN) that `aws sqs receive-message` output came from; that output "
+            "does not name it.",
+        ),
+    ] = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Read Lambda failure artifacts into the store: logs, destination records, dead letters.
@@ -89,7 +97,8 @@ def ingest(
     Formats are recognised by content. Ingesting the same input twice adds no rows; what cannot
     be parsed is kept in the quarantine table and counted.
 
-    Example: tracekit ingest exports/ dlq-messages.json --store .tracekit
+    Example: tracekit ingest exports/ --store .tracekit
+             tracekit ingest dlq.json --queue orders-dlq
     """
     from tracekit.collect.ingest import ingest_paths
     from tracekit.render import print_counts
@@ -97,7 +106,7 @@ def ingest(
 
     with user_errors():
         with Store.open(store, create=True) as st:
-            report = ingest_paths(st, list(paths), log_group=log_group)
+            report = ingest_paths(st, list(paths), log_group=log_group, queue=queue)
         print_counts(report.counts, fmt, title=f"rows added to {st.root}")
         if report.counts.get("quarantined"):
             typer.echo(

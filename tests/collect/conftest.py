@@ -52,9 +52,11 @@ class Ingest:
         self.inputs = root / "inputs"
         self.inputs.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, *files: Path | str, log_group: str | None = None) -> tuple[Store, dict[str, int]]:
+    def __call__(
+        self, *files: Path | str, log_group: str | None = None, queue: str | None = None
+    ) -> tuple[Store, dict[str, int]]:
         with Store.open(self.store_path, create=True) as store:
-            report = ingest_paths(store, [Path(f) for f in files], log_group=log_group)
+            report = ingest_paths(store, [Path(f) for f in files], log_group=log_group, queue=queue)
         return Store.open(self.store_path), dict(report.counts)
 
     fixture = staticmethod(fixture_path)

@@ -212,3 +212,37 @@ def test_dead_letter_and_destination_record_in_one_receive_output(ingest, write)
     assert counts["destination_records"] == 1
     assert store.query("SELECT kind FROM dead_letters") == [{"kind": "source_dlq"}]
     assert store.query("SELECT condition FROM destination_records") == [{"condition": "RetriesExhausted"}]
+
+
+def test_queue_named_by_the_user_fills_receive_message_output(ingest, write):
+    """receive-message output does not name its queue; `--queue` does, for dead letters and for
+    the SQS carrier of destination records."""
+    record = {
+        "version": "1.0",
+        "timestamp": "2026-11-22T11:00:00.000Z",
+        "requestContext": {
+            "requestId": "0c5e1f2a-9b8d-4c7e-a6f5-4e3d2c1b0a99",
+            "functionArn": f"arn:aws:lambda:eu-west-1:{ACCT}:function:notify:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": {"orderId": 9001},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "down", "errorType": "Exception"},
+    }
+    output = {
+        "Messages": [
+            {"MessageId": "11111111-2222-4333-8444-555555555555", "ReceiptHandle": "AQEBx1", "Body": "plain"},
+            {
+                "MessageId": "66666666-7777-4888-9999-000000000000",
+                "ReceiptHandle": "AQEBx2",
+                "Body": jsonio.dumps(record),
+            },
+        ]
+    }
+    queue = f"arn:aws:sqs:eu-west-1:{ACCT}:notify-dlq"
+    store, counts = ingest(write("dlq.json", jsonio.dumps(output)), queue=queue)
+    assert counts["dead_letters"] == 1 and counts["destination_records"] == 1
+    assert one(store)["queue"] == queue
+    [dr] = store.query("SELECT envelope_source FROM destination_records")
+    assert dr["envelope_source"] == queue

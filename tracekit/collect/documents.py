@@ -38,6 +38,7 @@ class Parsed:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     log_group: str | None = None
+    queue: str | None = None
     size: int = 0
 
     def logs_table(self, log_group: str | None) -> pa.Table:
@@ -341,7 +342,8 @@ def _sqs_message(msg: dict[str, Any], position: str, parsed: Parsed, *, lambda_s
     else:
         message_id, body = msg.get("MessageId"), msg.get("Body")
         attrs, mattrs = msg.get("Attributes"), msg.get("MessageAttributes")
-        queue, receipt = None, msg.get("ReceiptHandle")
+        # receive-message output does not say which queue it came from; the user may (--queue).
+        queue, receipt = parsed.queue, msg.get("ReceiptHandle")
     message_id = _id_text(message_id)
     inner = _maybe_json(body)
     if is_destination_record(inner):

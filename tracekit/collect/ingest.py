@@ -105,9 +105,10 @@ class Ingestor:
     of Parquet files. filter-log-events NDJSON, the shape that gets big, is a batch of its own.
     """
 
-    def __init__(self, store: Store, *, log_group: str | None = None) -> None:
+    def __init__(self, store: Store, *, log_group: str | None = None, queue: str | None = None) -> None:
         self.store = store
         self.log_group = log_group
+        self.queue = queue
         self.con = duckdb.connect(
             config={
                 "memory_limit": "1GB",
@@ -194,7 +195,7 @@ class Ingestor:
 
     def _parse_file(self, path: Path) -> Parsed:
         item = read_input(path)
-        parsed = Parsed(source=str(path), log_group=self.log_group)
+        parsed = Parsed(source=str(path), log_group=self.log_group, queue=self.queue)
         parsed.size = len(item.data)
         for problem in item.problems:
             parsed.reject(problem.position, problem.reason, problem.raw)
@@ -208,7 +209,7 @@ class Ingestor:
             try:
                 self._parse_text(data.decode("utf-8", "replace"), parsed)
             except Exception as exc:  # a parser bug must not lose the input: keep it whole in quarantine
-                parsed = Parsed(source=str(path), log_group=self.log_group, size=len(data))
+                parsed = Parsed(source=str(path), log_group=self.log_group, queue=self.queue, size=len(data))
                 parsed.reject(
                     "byte 0",
                     f"tracekit failed to parse this file ({type(exc).__name__}: "
@@ -337,6 +338,7 @@ def ingest_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
     log_group: str | None = None,
+    queue: str | None = None,
 ) -> IngestReport:
     """Ingest every file under `paths` into `store`.
 
@@ -344,6 +346,7 @@ def ingest_paths(
         store: an open store.
         paths: files or directories (recursed); plain or gzip.
         log_group: the log group of log files that do not name one themselves.
+        queue: the queue that `aws sqs receive-message` output in `paths` was read from.
 
     Returns:
         The rows added per table and how many inputs were quarantined.
@@ -355,7 +358,7 @@ def ingest_paths(
     files = expand(paths, skip=store.root)
     report = IngestReport()
     with store.writing():
-        ingestor = Ingestor(store, log_group=log_group)
+        ingestor = Ingestor(store, log_group=log_group, queue=queue)
         try:
             for path in files:
                 ingestor.ingest_file(path, report)
