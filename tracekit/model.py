@@ -5,16 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Table(StrEnum):
-    """The tables of a store; names are a contract that later tooling queries."""
-
-    LOG_EVENTS = "log_events"
-    INVOCATIONS = "invocations"
-    DESTINATION_RECORDS = "destination_records"
-    DEAD_LETTERS = "dead_letters"
-    QUARANTINE = "quarantine"
-
-
 class Status(StrEnum):
     """How one invocation attempt ended, as the runtime reported it."""
 

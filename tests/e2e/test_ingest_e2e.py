@@ -342,3 +342,20 @@ def test_demo_ingests_only_artifacts_not_the_samples_readme(tracekit_cli: CliRun
     query = " UNION ALL ".join(f"SELECT source FROM {t}" for t in ("log_events", "quarantine"))
     sources = {r["source"] for r in sql(tracekit_cli, store, f"SELECT DISTINCT source FROM ({query})")}
     assert not [s for s in sources if Path(str(s)).name == "README.md"]
+
+
+def test_sample_statuses_and_envelopes_stay_in_the_contract_vocabulary(tmp_path: Path) -> None:
+    """Every status, envelope and dead-letter kind the samples produce is one the README lists."""
+    from tracekit.collect.ingest import ingest_demo
+    from tracekit.model import DeadLetterKind, Envelope, Status
+    from tracekit.store import Store
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    with Store.open(tmp_path / "store", create=True) as store:
+        ingest_demo(store, samples)
+        statuses = {r["status"] for r in store.query("SELECT DISTINCT status FROM invocations")}
+        envelopes = {r["envelope"] for r in store.query("SELECT DISTINCT envelope FROM destination_records")}
+        kinds = {r["kind"] for r in store.query("SELECT DISTINCT kind FROM dead_letters")}
+    assert statuses == {"success", "error", "timeout"} and statuses <= {s.value for s in Status}
+    assert envelopes == {"sqs", "sns"} and envelopes <= {e.value for e in Envelope}
+    assert kinds == {"async_dlq", "source_dlq"} and kinds <= {k.value for k in DeadLetterKind}

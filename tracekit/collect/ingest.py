@@ -57,7 +57,6 @@ class IngestReport:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
     files: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
 
     def add(self, table: str, rows: int) -> None:
         key = "quarantined" if table == "quarantine" else table
