@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import decimal
 import io
+import sys
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -69,7 +70,8 @@ def print_rows(
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*(_cell(v) for v in row))
-        Console().print(table)
+        # Piped output has no terminal width: let rows be as wide as they need rather than fold ids.
+        Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def print_counts(counts: dict[str, int], fmt: Format, *, title: str | None = None) -> None:
