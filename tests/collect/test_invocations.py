@@ -709,3 +709,32 @@ def test_powertools_json_log_names_request_and_trace(ingest, write):
         "status": "unknown",
         "duration_ms": None,
     }
+
+
+def test_node8_bare_json_error_record_is_an_error(ingest, write):
+    """Node.js 8.10 printed an unhandled error as `<ts>\\t<rid>\\t{"errorMessage":…,"errorType":…}`."""
+    rid = "5b1e0c9d-8f7a-4b6c-9d5e-4f3a2b1c0d9e"
+    text = (
+        f"START RequestId: {rid} Version: $LATEST\n"
+        f'2019-03-02T10:11:12.345Z\t{rid}\t{{"errorMessage":"order 77 not found","errorType":"NotFound",'
+        '"stackTrace":["exports.handler (/var/task/index.js:9:11)"]}\n'
+        f"END RequestId: {rid}\n"
+        f"REPORT RequestId: {rid}\tDuration: 41.20 ms\tBilled Duration: 100 ms \tMemory Size: 128 MB\t"
+        "Max Memory Used: 30 MB\t\n"
+    )
+    store, _ = ingest(write("node8.txt", text))
+    [row] = store.query("SELECT status, error_type, error_message FROM invocations")
+    assert row == {"status": "error", "error_type": "NotFound", "error_message": "order 77 not found"}
+
+
+def test_node_app_line_with_json_that_is_not_an_error_record_stays_success(ingest, write):
+    rid = "6c2f1d0e-9a8b-4c7d-8e6f-5a4b3c2d1e0f"
+    text = (
+        f"START RequestId: {rid} Version: $LATEST\n"
+        f'2019-03-02T10:11:12.345Z\t{rid}\tINFO\t{{"errorCount":0,"orderId":77}}\n'
+        f"END RequestId: {rid}\n"
+        f"REPORT RequestId: {rid}\tDuration: 11.00 ms\tBilled Duration: 100 ms \tMemory Size: 128 MB\t"
+        "Max Memory Used: 30 MB\t\n"
+    )
+    store, _ = ingest(write("node-info.txt", text))
+    assert store.query("SELECT status FROM invocations") == [{"status": "success"}]

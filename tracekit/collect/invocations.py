@@ -89,7 +89,8 @@ c AS (
             WHEN kind0 = 'py_app' THEN 'app'
             WHEN kind0 = 'ts_line' AND regexp_matches(message, '^\S+ \S+ Task timed out after') THEN 'timeout'
             WHEN kind0 = 'ts_line' AND regexp_matches(message,
-                '^\S+\t[^\t]+\t(?:ERROR\t)?(?:Invoke Error|Unhandled Promise Rejection|Uncaught Exception)')
+                -- Node 10+ runtime records, and Node 8's bare JSON error record (errorMessage first)
+                '^\S+\t[^\t]+\t(?:ERROR\t)?(?:Invoke Error|Unhandled Promise Rejection|Uncaught Exception|\{"errorMessage":)')
                 THEN 'rt_error'
             WHEN kind0 = 'ts_line' AND regexp_matches(message, '^\S+\t[^\t\n]+\t') THEN 'app'
             WHEN kind0 = 'ruby_error' THEN 'rt_error'
