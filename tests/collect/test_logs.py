@@ -472,3 +472,24 @@ def test_export_permission_check_object_adds_nothing(ingest, write):
         "dead_letters": 0,
         "quarantined": 0,
     }
+
+
+def test_export_object_under_its_s3_key_gets_the_stream_from_the_key(ingest, tmp_path):
+    """An export object synced from S3 keeps its key as its path: <prefix>/<task id>/<stream>/000000.gz."""
+    stream = "2026/11/20/[$LATEST]0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+    obj = tmp_path / "bucket" / "exports" / "5f0e1d2c-3b4a-4958-8776-655443322110" / stream / "000000.gz"
+    obj.parent.mkdir(parents=True)
+    rid = "13579bdf-2468-4ace-8bdf-13579bdf2468"
+    obj.write_bytes(
+        gzip.compress(
+            f"2026-11-20T08:00:00.100Z START RequestId: {rid} Version: $LATEST\n\n"
+            f"2026-11-20T08:00:00.180Z REPORT RequestId: {rid}\tDuration: 80.00 ms\tBilled Duration: 80 ms\t"
+            "Memory Size: 128 MB\tMax Memory Used: 40 MB\t\n".encode()
+        )
+    )
+    store, counts = ingest(obj)
+    assert counts["log_events"] == 2 and counts["invocations"] == 1
+    assert store.query("SELECT DISTINCT log_stream FROM log_events") == [{"log_stream": stream}]
+    assert store.query("SELECT log_stream, status FROM invocations") == [
+        {"log_stream": stream, "status": "success"}
+    ]

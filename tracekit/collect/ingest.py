@@ -23,6 +23,7 @@ from tracekit import jsonio
 from tracekit.collect import invocations
 from tracekit.collect.documents import Parsed, parse_json_file
 from tracekit.collect.logs import (
+    export_stream,
     group_hint_in,
     is_lambda_text,
     ndjson_select,
@@ -249,7 +250,7 @@ class Ingestor:
             parse_json_file(text, parsed)
         elif is_s3_export(text[:65536].encode()):
             problems: list[tuple[str, str, str]] = []
-            parse_s3_export(text, parsed.logs, problems)
+            parse_s3_export(text, parsed.logs, problems, log_stream=export_stream(parsed.source))
             for position, reason, raw in problems:
                 parsed.reject(position, reason, raw)
         elif is_lambda_text(text):

@@ -151,7 +151,23 @@ def parse_plain_text(text: str, rows: LogRows) -> None:
         rows.add(message=message, position=f"line {lineno}", time_ordered=False)
 
 
-def parse_s3_export(text: str, rows: LogRows, problems: list[tuple[str, str, str]]) -> None:
+_EXPORT_KEY = re.compile(
+    r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/(?P<stream>.+)/\d{6}(?:\.gz)?$", re.I
+)
+
+
+def export_stream(path: str) -> str | None:
+    """The log stream an export object holds, from its S3 key `<prefix>/<task id>/<stream>/000000.gz`.
+
+    Only the key names the stream; a synced copy of the bucket keeps the key as its path.
+    """
+    match = _EXPORT_KEY.search(path.replace("\\", "/"))
+    return match.group("stream") if match else None
+
+
+def parse_s3_export(
+    text: str, rows: LogRows, problems: list[tuple[str, str, str]], *, log_stream: str | None = None
+) -> None:
     """Events of a CloudWatch Logs export object: `<ISO time> <message>` lines joined by newlines.
 
     A message keeps its own newlines (so continuation lines and blank lines belong to the event
@@ -161,7 +177,12 @@ def parse_s3_export(text: str, rows: LogRows, problems: list[tuple[str, str, str
 
     def flush() -> None:
         if current is not None:
-            rows.add(message="\n".join(current[2]), position=f"line {current[0]}", ts_ms=current[1])
+            rows.add(
+                message="\n".join(current[2]),
+                position=f"line {current[0]}",
+                ts_ms=current[1],
+                log_stream=log_stream,
+            )
 
     for lineno, line in enumerate(text.split("\n"), start=1):
         head = _EXPORT_HEAD.match(line)
