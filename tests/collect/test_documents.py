@@ -392,3 +392,30 @@ def test_a_failing_write_stores_nothing_and_says_which_file(ingest, write, monke
     monkeypatch.undo()
     store, counts = ingest(path)
     assert counts["dead_letters"] == 1  # nothing of the failed attempt was kept, so it is new now
+
+
+def test_kafka_source_event_is_not_a_failure_artifact(ingest, write):
+    """A Kafka event (the function's input) has `records` keyed by topic-partition, not `Records`."""
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/orders/abc-1",
+        "bootstrapServers": "b-1.orders.abc.kafka.eu-west-1.amazonaws.com:9098",
+        "records": {
+            "orders-0": [
+                {
+                    "topic": "orders",
+                    "partition": 0,
+                    "offset": 15,
+                    "timestamp": 1763800000000,
+                    "timestampType": "CREATE_TIME",
+                    "key": "NDcxMQ==",
+                    "value": "e30=",
+                    "headers": [],
+                }
+            ]
+        },
+    }
+    store, counts = ingest(write("kafka-event.json", jsonio.dumps(event)))
+    assert counts["quarantined"] == 1 and counts["destination_records"] == 0
+    [q] = store.query("SELECT reason FROM quarantine")
+    assert q["reason"] == "not a failure artifact: aws:kafka source event"

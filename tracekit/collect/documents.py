@@ -410,6 +410,9 @@ def _handle_event_records(v: dict[str, Any], position: str, parsed: Parsed, raw:
 
 
 def _non_artifact_reason(v: dict[str, Any]) -> str:
+    source = v.get("eventSource")
+    if isinstance(source, str) and (source in _STREAM_SOURCES or source.startswith("aws:")):
+        return f"{NOT_ARTIFACT}: {source} source event"
     if "batchItemFailures" in v:
         return f"{NOT_ARTIFACT}: partial batch response"
     if "StatusCode" in v and (
