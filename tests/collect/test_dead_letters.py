@@ -246,3 +246,31 @@ def test_queue_named_by_the_user_fills_receive_message_output(ingest, write):
     assert one(store)["queue"] == queue
     [dr] = store.query("SELECT envelope_source FROM destination_records")
     assert dr["envelope_source"] == queue
+
+
+def test_single_sqs_event_record_without_the_records_wrapper(ingest, write):
+    """One record of an SQS Lambda event, saved on its own (as a DLQ consumer might log it)."""
+    record = {
+        "messageId": "3e2d1c0b-a987-4654-b321-0fedcba98765",
+        "receiptHandle": "AQEBrecord1",
+        "body": '{"orderId": 4747}',
+        "attributes": {
+            "ApproximateReceiveCount": "3",
+            "SentTimestamp": "1763800000123",
+            "DeadLetterQueueSourceArn": f"arn:aws:sqs:eu-west-1:{ACCT}:orders",
+        },
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:eu-west-1:{ACCT}:orders-dlq",
+        "awsRegion": "eu-west-1",
+    }
+    store, counts = ingest(write("one-record.json", jsonio.dumps(record)))
+    assert counts == {**ONLY_DEAD_LETTERS, "dead_letters": 1}
+    row = one(store)
+    assert (row["message_id"], row["kind"], row["approximate_receive_count"]) == (
+        "3e2d1c0b-a987-4654-b321-0fedcba98765",
+        "source_dlq",
+        3,
+    )
+    assert row["queue"] == f"arn:aws:sqs:eu-west-1:{ACCT}:orders-dlq"
+    assert row["sent_timestamp"] == ms(1763800000123)

@@ -387,6 +387,10 @@ def _handle_bare_sqs(v: dict[str, Any], position: str, parsed: Parsed, raw: str 
     _sqs_message(v, position or "record 1", parsed, lambda_shape=False)
 
 
+def _handle_sqs_event_record(v: dict[str, Any], position: str, parsed: Parsed, raw: str | None) -> None:
+    _sqs_message(v, position or "record 1", parsed, lambda_shape=True)
+
+
 def _is_event_records(v: dict[str, Any]) -> bool:
     return isinstance(v.get("Records"), list)
 
@@ -439,6 +443,7 @@ _HANDLERS: list[tuple[Callable[[dict[str, Any]], bool], _Handler]] = [
     (_is_sns_notification, _handle_sns),
     (_is_eventbridge, _handle_eventbridge),
     (_is_bare_sqs_message, _handle_bare_sqs),
+    (lambda v: "messageId" in v and "body" in v, _handle_sqs_event_record),
     (_is_log_event, _handle_log_event),
     (_is_lambda_json_log, _handle_json_log_line),
 ]
