@@ -31,3 +31,9 @@ class StoreError(TracekitError):
 
 class QueryError(TracekitError):
     """A user's SQL was rejected or failed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -39,7 +39,7 @@ from tracekit.collect.sources import (
     looks_binary,
     read_input,
 )
-from tracekit.errors import TracekitError
+from tracekit.errors import TracekitError, first_line
 from tracekit.model import COUNT_KEYS
 from tracekit.store import Batch, Store
 from tracekit.store.catalog import file_list, sql_str
@@ -74,11 +74,6 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
         return zlib.decompressobj(wbits=31).decompress(raw, size)
     except zlib.error:
         return b""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"
 
 
 def _sql_or_null(value: str | None) -> str:
@@ -171,7 +166,7 @@ class Ingestor:
             batch.abort()
             where = str(paths[0]) + (f" and {len(paths) - 1} more files" if len(paths) > 1 else "")
             raise TracekitError(
-                f"could not store ({type(exc).__name__}: {_first_line(exc)})",
+                f"could not store ({type(exc).__name__}: {first_line(exc)})",
                 where,
                 "Nothing from these files was stored; run with --debug for the traceback",
             ) from exc
@@ -213,7 +208,7 @@ class Ingestor:
                 parsed.reject(
                     "byte 0",
                     f"tracekit failed to parse this file ({type(exc).__name__}: "
-                    f"{_first_line(exc)}); please report it",
+                    f"{first_line(exc)}); please report it",
                     as_text(data),
                 )
         file_key = hashlib.sha1(item.data).hexdigest()

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from tracekit.errors import QueryError
+from tracekit.errors import QueryError, first_line
 from tracekit.store.catalog import Store
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.I)
@@ -47,7 +47,7 @@ def run_read_only(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ..
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
-            raise QueryError("SQL does not parse", _first_line(exc), "Check the query") from None
+            raise QueryError("SQL does not parse", first_line(exc), "Check the query") from None
         if not statements:
             raise QueryError(
                 "no SQL statement given", None, 'Pass a query such as "SELECT * FROM invocations"'
@@ -69,7 +69,7 @@ def run_read_only(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ..
             return columns, cur.fetchall()
         except duckdb.Error as exc:
             raise QueryError(
-                "query failed", _first_line(exc), "Check table and column names in the README"
+                "query failed", first_line(exc), "Check table and column names in the README"
             ) from None
     finally:
         con.close()
@@ -83,7 +83,3 @@ def _effective_type(con: duckdb.DuckDBPyConnection, statement: Any) -> str:
     inner = con.extract_statements(_EXPLAIN.sub("", statement.query, count=1))
     kinds = {s.type.name for s in inner}
     return "SELECT" if kinds == {"SELECT"} else f"EXPLAIN {'/'.join(sorted(kinds))}"
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
