@@ -290,15 +290,15 @@ class Ingestor:
 
     def _derive(self, batch: Batch) -> int:
         """Re-derive the invocations of every log stream this batch added events to."""
-        new_file = sql_str(str(batch.store.root / batch.files["log_events"]))
+        new_path = str(batch.store.root / batch.files["log_events"])
         existing = self._existing("log_events")
-        stream = "coalesce(log_group, '') || chr(31) || coalesce(log_stream, 'file:' || source)"
-        keys = f"(SELECT DISTINCT {stream} FROM read_parquet({new_file}))"
+        stream = invocations.STREAM_KEY
+        keys = f"(SELECT DISTINCT {stream} FROM read_parquet({sql_str(new_path)}))"
         if existing:
-            files = file_list([*existing, str(batch.store.root / batch.files["log_events"])])
+            files = file_list([*existing, new_path])
             source = f"(SELECT * FROM read_parquet({files}, union_by_name = true) WHERE {stream} IN {keys})"
         else:
-            source = f"read_parquet({new_file})"
+            source = f"read_parquet({sql_str(new_path)})"
         final = invocations.derive(self.con, source, batch.number)
         before = 0
         old = self._existing("invocations")

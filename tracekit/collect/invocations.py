@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import duckdb
 
+# A log stream's two parts over log_events rows: group and stream, or the file for logs that name
+# no stream (plain text). Invocations carry them joined as stream_key; ingest finds the streams a
+# batch touched with STREAM_KEY, so both must be built from these same expressions.
+STREAM_GROUP = "coalesce(log_group, '')"
+STREAM_NAME = "coalesce(log_stream, 'file:' || source)"
+STREAM_KEY = f"{STREAM_GROUP} || chr(31) || {STREAM_NAME}"
+
 # Classify each event and pull out the fields later steps need. Only events that can matter to an
 # invocation survive this step.
 CLASSIFY = r"""
 WITH base AS (
-    SELECT coalesce(log_group, '') AS sg, coalesce(log_stream, 'file:' || source) AS ss,
+    SELECT {stream_group} AS sg, {stream_name} AS ss,
         log_group, log_stream, "timestamp" AS ts, seq, time_ordered, message,
         CASE
             WHEN starts_with(message, 'START RequestId: ') THEN 'start'
@@ -357,7 +364,11 @@ def derive(con: duckdb.DuckDBPyConnection, source_sql: str, batch: int) -> str:
         batch: the batch number stamped on every row.
     """
     execute = con.execute
-    classified = CLASSIFY.replace("{source}", source_sql)
+    classified = (
+        CLASSIFY.replace("{source}", source_sql)
+        .replace("{stream_group}", STREAM_GROUP)
+        .replace("{stream_name}", STREAM_NAME)
+    )
     execute(f"CREATE OR REPLACE TEMP TABLE tk_ordered AS {ORDERED.replace('{classified}', classified)}")
     for sql in (ATTEMPTS, SCOPED):
         for statement in sql.split(";"):
