@@ -37,7 +37,6 @@ class Parsed:
     destinations: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
-    log_group: str | None = None
     queue: str | None = None
     size: int = 0
 
@@ -187,7 +186,7 @@ def _add_event(
         message=message,
         position=position,
         ts_ms=ts,
-        log_group=group or event.get("logGroupName") or parsed.log_group,
+        log_group=group or event.get("logGroupName"),
         log_stream=stream or event.get("logStreamName"),
         ingest_ms=event.get("ingestionTime") if isinstance(event.get("ingestionTime"), int) else None,
         event_id=_id_text(event.get("eventId", event.get("id"))),
@@ -245,7 +244,6 @@ def _handle_json_log_line(v: dict[str, Any], position: str, parsed: Parsed, raw:
         message=raw if raw is not None else jsonio.dumps(v),
         position=position or "record 1",
         ts_ms=ts,
-        log_group=parsed.log_group,
     )
 
 

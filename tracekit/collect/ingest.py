@@ -190,7 +190,7 @@ class Ingestor:
 
     def _parse_file(self, path: Path) -> Parsed:
         item = read_input(path)
-        parsed = Parsed(source=str(path), log_group=self.log_group, queue=self.queue)
+        parsed = Parsed(source=str(path), queue=self.queue)
         parsed.size = len(item.data)
         for problem in item.problems:
             parsed.reject(problem.position, problem.reason, problem.raw)
@@ -204,7 +204,7 @@ class Ingestor:
             try:
                 self._parse_text(data.decode("utf-8", "replace"), parsed)
             except Exception as exc:  # a parser bug must not lose the input: keep it whole in quarantine
-                parsed = Parsed(source=str(path), log_group=self.log_group, queue=self.queue, size=len(data))
+                parsed = Parsed(source=str(path), queue=self.queue, size=len(data))
                 parsed.reject(
                     "byte 0",
                     f"tracekit failed to parse this file ({type(exc).__name__}: "
