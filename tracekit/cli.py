@@ -186,6 +186,45 @@ def demo(
         )
 
 
+lab_app = typer.Typer(
+    name="lab",
+    help="Run real handlers under Lambda's failure semantics in virtual time.",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app)
+
+
+@lab_app.command("run")
+def lab_run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the artifacts (replaced).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed for ids, timings and random faults.")] = 0,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Also write the artifacts through the AWS APIs (CloudWatch Logs, SQS, Kinesis) to the "
+            "configured endpoint, creating missing resources.",
+        ),
+    ] = False,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Run a scenario: logs, destination records, DLQ messages and truth.json land in --out.
+
+    Example: tracekit lab run samples/scenarios/async-retries.toml --out lab-out --seed 7
+    """
+    from tracekit.lab.run import run_scenario
+    from tracekit.render import print_counts
+
+    with user_errors():
+        report = run_scenario(scenario, out, seed=seed, publish=publish)
+    print_counts(
+        {**report.counts, **{f"outcome {k}": v for k, v in sorted(report.outcomes.items())}},
+        fmt,
+        title=f"{report.scenario}: {report.virtual_seconds:,.0f} virtual seconds, artifacts in {report.out}",
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
