@@ -419,3 +419,12 @@ def test_kafka_source_event_is_not_a_failure_artifact(ingest, write):
     assert counts["quarantined"] == 1 and counts["destination_records"] == 0
     [q] = store.query("SELECT reason FROM quarantine")
     assert q["reason"] == "not a failure artifact: aws:kafka source event"
+
+
+def test_lab_truth_file_is_named_in_the_quarantine_reason(ingest, write):
+    truth = {"scenario": "s", "events": [{"event_id": "e1", "attempts": []}], "batches": []}
+    store, counts = ingest(write("truth.json", jsonio.dumps(truth)))
+    assert counts["quarantined"] == 1
+    [q] = store.query("SELECT reason FROM quarantine")
+    assert q["reason"].startswith(NOT_ARTIFACT)
+    assert "truth.json" in q["reason"]

@@ -427,6 +427,8 @@ def _non_artifact_reason(v: dict[str, Any]) -> str:
         return "Logs Insights results are read by live collection, not by ingest"
     if "errorMessage" in v and ("errorType" in v or "trace" in v or "stackTrace" in v):
         return f"{NOT_ARTIFACT}: Invoke error response"
+    if {"scenario", "events", "batches"} <= v.keys():
+        return f"{NOT_ARTIFACT}: tracekit lab truth.json (ingest the run's logs/, destinations/ and dlq/)"
     return "unrecognised JSON document"
 
 
