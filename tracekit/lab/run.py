@@ -46,7 +46,7 @@ def run_scenario(path: Path, out: Path, *, seed: int = 0, publish: bool = False)
     model = _model(scenario, world, function)
     for spec, arrival in _arrivals(scenario, world):
         model.submit(spec, arrival)
-    world.clock.run()
+    world.clock.run(None if scenario.stop_s is None else scenario.start_ms + scenario.stop_s * 1000)
     model.finish()
     if out.exists():
         shutil.rmtree(out)

@@ -129,6 +129,7 @@ class Scenario:
     events: tuple[EventSpec, ...]
     random: RandomSpec | None
     description: str = ""
+    stop_s: float | None = None  # end the run this long after start, leaving what is unfinished in flight
 
     @property
     def start_ms(self) -> int:
@@ -176,6 +177,7 @@ def _scenario(doc: dict[str, Any], path: Path) -> Scenario:
         events=events,
         random=random,
         description=str(doc.get("description", "")),
+        stop_s=float(doc["stop"]) if "stop" in doc else None,
     )
 
 

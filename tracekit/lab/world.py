@@ -36,8 +36,12 @@ class Clock:
         self._seq += 1
         heapq.heappush(self._queue, (max(when_ms, self.now), self._seq, action))
 
-    def run(self) -> None:
+    def run(self, until_ms: float | None = None) -> None:
+        """Run every scheduled action in order; stop before the first one past `until_ms`."""
         while self._queue:
+            if until_ms is not None and self._queue[0][0] > until_ms:
+                self.now = until_ms
+                return
             when, _, action = heapq.heappop(self._queue)
             self.now = when
             action()
