@@ -225,6 +225,41 @@ def lab_run(
     )
 
 
+# ---------------------------------------------------------------------------- recorder
+
+recorder_app = typer.Typer(
+    name="recorder",
+    help="The recorder users add to real functions: one log line per invocation in, one out.",
+    no_args_is_help=True,
+)
+app.add_typer(recorder_app)
+
+
+@recorder_app.command("layer")
+def recorder_layer(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Zip file to write (replaced).")],
+) -> None:
+    """Build a Lambda layer holding only tracekit.recorder; rebuilding it gives the same bytes.
+
+    Example: tracekit recorder layer -o layer.zip
+    """
+    from tracekit.errors import first_line
+    from tracekit.recorder import LAYER_MEMBER, build_layer
+
+    with user_errors():
+        try:
+            size = build_layer(out)
+        except OSError as exc:
+            raise TracekitError("Cannot write the layer", str(out), first_line(exc)) from None
+    typer.echo(f"Wrote {out} ({size:,} bytes): {LAYER_MEMBER}")
+    typer.echo(
+        "In the function: from tracekit.recorder import recorded, then @recorded on the handler.", err=True
+    )
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
