@@ -3,6 +3,13 @@
 Each function returns one CloudWatch log event's message, shaped like the published captures:
 tab-separated REPORT fields, tracebacks indented with non-breaking spaces, the 2024 `Status:` field
 on REPORT ("new" style) or the older `Task timed out` / `Runtime exited` lines ("old" style).
+
+How the Python runtime writes its own error records depends on its log sink (`log_sink`): on stdout
+("stdout") the lines of a record are joined by `\r` and end with a newline, and the LAMBDA_WARNING
+(which ends in `\r`) runs into the error record, so the whole report is ONE log event (the 2024
+JSON-format capture shows exactly that); through the telemetry pipe ("telemetry") each write is a
+frame of its own: the warning is one event and the error record another, lines joined by `\n`
+with no final newline (the console capture f06 shows that).
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ UNHANDLED_WARNING = (
     "automatically. To determine if the runtime has been updated, check the runtime version in the "
     "INIT_START log entry. If this error correlates with a change in the runtime version, you may be able "
     "to mitigate this error by temporarily rolling back to the previous runtime version. For more "
-    "information, see https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html"
+    "information, see https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
 )
 NBSP = "\u00a0"
+LOG_SINKS = ("stdout", "telemetry")
 
 # Error type and the runtime's message per failure kind that is not an exception from the handler.
 SYSTEM_ERRORS = {
@@ -61,8 +69,9 @@ class TextFormat:
 
     json = False
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, sink: str = "stdout") -> None:
         self.region = region
+        self.sink = sink
 
     def init_start(self, at: float, function_name: str, version: str) -> str:
         arn = RUNTIME_VERSION_ARN.format(region=self.region)
@@ -106,11 +115,10 @@ class TextFormat:
         return f"[{level}]\t{iso_ms(at)}\t{request_id}\t{message}\n"
 
     def unhandled(self, at: float, request_id: str, error: dict[str, Any]) -> list[str]:
-        trace = "".join(_nbsp(frame) for frame in error.get("stackTrace", []))
-        return [UNHANDLED_WARNING + "\n", _error_record(error) + trace]
+        return _runtime_writes(self.sink, UNHANDLED_WARNING, _record(self.sink, _error_lines(error)))
 
     def init_error(self, at: float, error: dict[str, Any]) -> list[str]:
-        return [_error_record(error)]
+        return _runtime_writes(self.sink, _record(self.sink, _error_lines(error)))
 
     def old_style_timeout(self, at: float, request_id: str, timeout_s: float) -> str:
         return f"{iso_ms(at)} {request_id} Task timed out after {timeout_s:.2f} seconds\n\n"
@@ -124,8 +132,9 @@ class JsonFormat:
 
     json = True
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, sink: str = "stdout") -> None:
         self.region = region
+        self.sink = sink
 
     def _platform(self, at: float, type_: str, record: dict[str, Any]) -> str:
         return jsonio.dumps({"time": iso_ms(at), "type": f"platform.{type_}", "record": record})
@@ -191,37 +200,21 @@ class JsonFormat:
         return text + "\n"
 
     def log_record(self, at: float, request_id: str, level: str, message: str, logger: str) -> str:
-        return jsonio.dumps(
-            {
-                "timestamp": iso_ms(at),
-                "level": level,
-                "message": message,
-                "logger": logger,
-                "requestId": request_id,
-            }
-        )
+        record = {
+            "timestamp": iso_ms(at),
+            "level": level,
+            "message": message,
+            "logger": logger,
+            "requestId": request_id,
+        }
+        return jsonio.dumps(record) + "\n"
 
     def unhandled(self, at: float, request_id: str, error: dict[str, Any]) -> list[str]:
-        record = {
-            "timestamp": iso_ms(at),
-            "log_level": "ERROR",
-            "errorMessage": error["errorMessage"],
-            "errorType": error["errorType"],
-            "requestId": request_id,
-            "stackTrace": error.get("stackTrace", []),
-        }
-        return [UNHANDLED_WARNING + "\r" + jsonio.dumps(record)]
+        record = _json_error(at, error, request_id)
+        return _runtime_writes(self.sink, UNHANDLED_WARNING, _record(self.sink, [record]))
 
     def init_error(self, at: float, error: dict[str, Any]) -> list[str]:
-        record = {
-            "timestamp": iso_ms(at),
-            "log_level": "ERROR",
-            "errorMessage": error["errorMessage"],
-            "errorType": error["errorType"],
-            "requestId": "",
-            "stackTrace": [],
-        }
-        return [jsonio.dumps(record)]
+        return _runtime_writes(self.sink, _record(self.sink, [_json_error(at, error, "")]))
 
     def old_style_timeout(self, at: float, request_id: str, timeout_s: float) -> str | None:
         return None  # the JSON format reports timeouts only in platform.report
@@ -230,19 +223,51 @@ class JsonFormat:
         return None
 
 
-def _error_record(error: dict[str, Any]) -> str:
-    """The Python runtime's text-format error record, up to the traceback's frames."""
-    return f"[ERROR] {error['errorType']}: {error['errorMessage']}\nTraceback (most recent call last):\n"
+def _error_lines(error: dict[str, Any]) -> list[str]:
+    """The lines of the Python runtime's text-format error record: `[ERROR] Type: message`, then the
+    traceback header and each frame line, its indentation turned into non-breaking spaces."""
+    lines = [f"[ERROR] {error['errorType']}: {error['errorMessage']}", "Traceback (most recent call last):"]
+    for frame in error.get("stackTrace", []):
+        for line in frame.splitlines() or [""]:
+            stripped = line.lstrip(" ")
+            lines.append(NBSP * (len(line) - len(stripped)) + stripped)
+    return lines
 
 
-def _nbsp(frame: str) -> str:
-    """Lambda indents traceback lines with non-breaking spaces instead of spaces."""
-    lines = frame.splitlines(keepends=True)
-    return "".join(NBSP * (len(line) - len(line.lstrip(" "))) + line.lstrip(" ") for line in lines)
+def _json_error(at: float, error: dict[str, Any], request_id: str) -> str:
+    """The Python runtime's JSON-format error record (its timestamp has whole seconds)."""
+    record = {
+        "timestamp": iso_ms(at)[:19] + "Z",
+        "log_level": "ERROR",
+        "errorMessage": error["errorMessage"],
+        "errorType": error["errorType"],
+        "requestId": request_id,
+        "stackTrace": error.get("stackTrace", []),
+    }
+    return jsonio.dumps(record)
+
+
+def _record(sink: str, lines: list[str]) -> str:
+    """One runtime error record as written to its sink: `\r`-joined lines ending in a newline on
+    stdout, so that the record stays one log event; `\n`-joined in one telemetry frame."""
+    return "\r".join(lines) + "\n" if sink == "stdout" else "\n".join(lines)
+
+
+def _runtime_writes(sink: str, *writes: str) -> list[str]:
+    """The log events that consecutive writes of the runtime become.
+
+    Each telemetry write is a frame, hence an event. On stdout an event ends at each newline, so
+    the warning (which ends in `\r`) and the record after it run together.
+    """
+    if sink == "telemetry":
+        return list(writes)
+    events = [part + "\n" for part in "".join(writes).split("\n")]
+    events[-1] = events[-1][:-1]
+    return [event for event in events if event]
 
 
 LogFormat = TextFormat | JsonFormat
 
 
-def log_format(name: str, region: str) -> LogFormat:
-    return JsonFormat(region) if name == "json" else TextFormat(region)
+def log_format(name: str, region: str, sink: str = "stdout") -> LogFormat:
+    return JsonFormat(region, sink) if name == "json" else TextFormat(region, sink)

@@ -86,6 +86,9 @@ class FunctionSpec:
     timeout_s: float = 3.0
     log_format: str = "text"
     timeout_style: str = "new"  # "old": `Task timed out` line; "new": `Status: timeout` on REPORT
+    # How the runtime's own error records reach the log (see logformat): "stdout" (one event, lines
+    # joined by \r) or "telemetry" (the warning and the record as two events, lines joined by \n).
+    log_sink: str = "stdout"
     concurrency: int = 1
     version: str = "$LATEST"
     region: str = "us-east-1"
@@ -193,6 +196,7 @@ def _function(doc: dict[str, Any], base: Path) -> FunctionSpec:
     spec = FunctionSpec(name=str(doc["name"]), handler_file=handler_file, handler_name=function, **known)
     _choice(spec.log_format, ("text", "json"), "function.log_format")
     _choice(spec.timeout_style, ("old", "new"), "function.timeout_style")
+    _choice(spec.log_sink, ("stdout", "telemetry"), "function.log_sink")
     if spec.concurrency < 1:
         raise ValueError("function.concurrency must be at least 1")
     return spec
