@@ -12,6 +12,7 @@ import importlib.util
 import io
 import logging
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ from typing import Any
 
 from tracekit.lab.logformat import SYSTEM_ERRORS, Report, log_format
 from tracekit.lab.scenario import OK, Fault, FunctionSpec
-from tracekit.lab.world import World
+from tracekit.lab.world import World, iso_ms
 
 Handler = Callable[[Any, Any], Any]
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
 class _Stopped(BaseException):
@@ -130,7 +132,7 @@ class LambdaFunction:
     def __init__(self, spec: FunctionSpec, world: World) -> None:
         self.spec = spec
         self.world = world
-        self.format = log_format(spec.log_format, spec.region)
+        self.format = log_format(spec.log_format, spec.region, spec.log_sink)
         self.environments: list[Environment] = []
         self._module_count = 0
         self._handler_dir = str(spec.handler_file.parent)
@@ -204,25 +206,34 @@ class LambdaFunction:
                 "errorType": fault.error_type or "Runtime.ImportModuleError",
                 "errorMessage": fault.error_message
                 or f"Unable to import module '{self.spec.handler_file.stem}': injected init failure",
+                "stackTrace": [],
             }
         try:
             env.module = self._load()
         except SyntaxError as exc:
             return {
                 "errorType": "Runtime.UserCodeSyntaxError",
-                "errorMessage": f"Syntax error in module: {exc}",
+                "errorMessage": f"Syntax error in module '{self.spec.handler_file.stem}': {exc}",
+                "stackTrace": [
+                    f'  File "/var/task/{self.spec.handler_file.name}" Line {exc.lineno}\n    {exc.text}'
+                ],
             }
-        except Exception as exc:  # noqa: BLE001 - any import failure is the function's init error
+        except ImportError as exc:
             return {
                 "errorType": "Runtime.ImportModuleError",
                 "errorMessage": f"Unable to import module '{self.spec.handler_file.stem}': {exc}",
+                "stackTrace": [],
             }
+        except Exception as exc:  # noqa: BLE001 - module code that raises fails the init phase
+            # The runtime reports any other exception at import as itself, with its frames.
+            return self._error_object(exc, "")
         if not callable(getattr(env.module, self.spec.handler_name, None)):
             env.module = None
             return {
                 "errorType": "Runtime.HandlerNotFound",
                 "errorMessage": f"Handler '{self.spec.handler_name}' missing on module "
                 f"'{self.spec.handler_file.stem}'",
+                "stackTrace": [],
             }
         return None
 
@@ -266,7 +277,7 @@ class LambdaFunction:
         planned = (spec.duration_ms + spec.per_item_ms * items) * self.world.rng.uniform(0.8, 1.2)
         self._log(env, start, self.format.start(start, rid, spec.version, trace))
         context = LambdaContext(spec, rid, env.log_stream, start + timeout_ms, start)
-        captured, response, error, stopped = self._call(env, event, context, fault)
+        captured, response, error, stopped, ran = self._call(env, event, context, fault)
         outcome = "success"
         if stopped or planned >= timeout_ms and fault.kind == "ok":
             outcome = fault.kind if stopped else "timeout"
@@ -304,19 +315,26 @@ class LambdaFunction:
             outcome,
             response=response if outcome == "success" else None,
             error=error,
-            handler_ran=True,
+            handler_ran=ran,
         )
 
     def _call(
         self, env: Environment, event: Any, context: LambdaContext, fault: Fault
-    ) -> tuple[_Captured, Any, dict[str, Any] | None, bool]:
-        """Call the handler (wrapped by the recorder when the scenario asks) with output captured."""
+    ) -> tuple[_Captured, Any, dict[str, Any] | None, bool, bool]:
+        """Call the handler (wrapped by the recorder when the scenario asks) with output captured.
+
+        Returns what it wrote, its response, the runtime's error object, whether the runtime stopped
+        it, and whether the user's handler really ran (a `before` fault strikes first).
+        """
         assert env.module is not None
         user_handler: Handler = getattr(env.module, self.spec.handler_name)
+        ran = False
 
         def attempt(event: Any, context: Any) -> Any:
+            nonlocal ran
             if fault.kind != "ok" and fault.when == "before":
                 _strike(fault)
+            ran = True
             result = user_handler(event, context)
             if fault.kind != "ok":
                 _strike(fault)
@@ -336,7 +354,8 @@ class LambdaFunction:
         error: dict[str, Any] | None = None
         stopped = False
         try:
-            with contextlib.redirect_stdout(writer):
+            # The runtime sends both stdout and stderr to the function's log.
+            with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
                 response = handler(event, context)
         except _Stopped:
             stopped = True
@@ -345,17 +364,20 @@ class LambdaFunction:
         finally:
             root.removeHandler(log_handler)
             writer.flush_pending()
-        return captured, response, error, stopped
+        return captured, response, error, stopped, ran
 
     def _error_object(self, exc: Exception, request_id: str) -> dict[str, Any]:
-        """The Python runtime's error object: type, message, request id, frames in the function's code."""
-        frames = [
-            f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(self._handler_dir)
-        ]
-        stack = [
-            f'  File "/var/task/{self._task_path(f.filename)}", line {f.lineno}, in {f.name}\n    {f.line}\n'
-            for f in frames
-        ]
+        """The Python runtime's error object: type, message, request id, and the frames of the function's
+        code and of the standard library as they sit in Lambda (the lab's own frames left out).
+
+        The runtime formats plain (file, line, name, text) tuples, so there are no `^^^` marker lines.
+        """
+        stack = []
+        for frame in traceback.extract_tb(exc.__traceback__):
+            path = self._lambda_path(frame.filename)
+            if path is not None:
+                text = f"    {frame.line}\n" if frame.line else ""
+                stack.append(f'  File "{path}", line {frame.lineno}, in {frame.name}\n{text}')
         if not stack and getattr(exc, "injected", False):
             stack = [
                 f'  File "/var/task/{self.spec.handler_file.name}", line 1, in {self.spec.handler_name}\n'
@@ -368,9 +390,15 @@ class LambdaFunction:
             "stackTrace": stack,
         }
 
-    def _task_path(self, filename: str) -> str:
-        """Where a handler file would sit in the deployment package (/var/task/...)."""
-        return Path(filename).relative_to(self._handler_dir).as_posix()
+    def _lambda_path(self, filename: str) -> str | None:
+        """Where a frame's file sits in a Lambda environment: the package under /var/task, the
+        standard library under /var/lang/lib; None for anything else (the lab itself)."""
+        path = Path(filename)
+        if path.is_relative_to(self._handler_dir):
+            return f"/var/task/{path.relative_to(self._handler_dir).as_posix()}"
+        if path.is_relative_to(STDLIB) and "site-packages" not in path.parts:
+            return f"/var/lang/lib/{self.spec.runtime}/{path.relative_to(STDLIB).as_posix()}"
+        return None
 
     def _write_captured(
         self, env: Environment, rid: str, start: float, end: float, captured: _Captured
@@ -396,6 +424,8 @@ class LambdaFunction:
         if outcome == "timeout":
             if self.spec.timeout_style == "old":
                 self._log(env, end, fmt.old_style_timeout(end, rid, timeout_s))
+                # Before the 2024 change the error payload was only the old log line's text.
+                return {"errorMessage": f"{iso_ms(end)} {rid} Task timed out after {timeout_s:.2f} seconds"}
             return {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"RequestId: {rid} Error: Task timed out after {timeout_s:.2f} seconds",
