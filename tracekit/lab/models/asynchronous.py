@@ -80,6 +80,11 @@ class AsyncModel:
             event.spec.payload, fault=fault, request_id=event.request_id, trace=None
         )
         self._record(event, result)
+        # Lambda learns how the attempt went when it ends: records, DLQ messages and retry delays
+        # all start from there.
+        self.world.clock.at(result.end, lambda: self._after_attempt(event, result))
+
+    def _after_attempt(self, event: _AsyncEvent, result: AttemptResult) -> None:
         if result.outcome == "throttled":
             self._after_throttle(event, result)
         elif result.succeeded:
@@ -94,11 +99,13 @@ class AsyncModel:
         if result.handler_ran:
             event.truth.deliveries += 1
 
-    def _after_throttle(self, event: _AsyncEvent, result: AttemptResult) -> None:
+    def _next_backoff(self, backoff_s: float) -> float:
+        """Throttle backoff: from the initial delay, doubling, up to the maximum."""
         s = self.settings
-        event.backoff_s = min(
-            max(event.backoff_s * 2, s["throttle_backoff_initial_s"]), s["throttle_backoff_max_s"]
-        )
+        return float(min(max(backoff_s * 2, s["throttle_backoff_initial_s"]), s["throttle_backoff_max_s"]))
+
+    def _after_throttle(self, event: _AsyncEvent, result: AttemptResult) -> None:
+        event.backoff_s = self._next_backoff(event.backoff_s)
         event.failed_before = True
         self._retry_or_expire(event, result.end, event.backoff_s, None)
 
@@ -124,21 +131,22 @@ class AsyncModel:
 
     # ------------------------------------------------------------------ outcomes
 
-    def _succeeded(self, event: _AsyncEvent, result: AttemptResult) -> None:
+    def _succeeded(self, event: _AsyncEvent, result: AttemptResult, invoke_count: int | None = None) -> None:
         truth = event.truth
         truth.successes += 1
         if truth.successes == 1:
             truth.outcome = "succeeded_after_retry" if event.failed_before else "succeeded"
         destination = self.scenario.on_success
         if destination:
-            record = self._record_document(event, "Success", result.response, None)
+            count = event.invokes if invoke_count is None else invoke_count
+            record = self._record_document(event, "Success", result.response, None, count)
             deliver_record(self.world, destination, record, function=self.scenario.function, success=True)
 
     def _failed(self, event: _AsyncEvent, condition: str, error: dict[str, Any] | None) -> None:
         scenario = self.scenario
         outcome = "dropped"
         if scenario.on_failure:
-            record = self._record_document(event, condition, error, "Unhandled")
+            record = self._record_document(event, condition, error, "Unhandled", event.invokes)
             deliver_record(self.world, scenario.on_failure, record, function=scenario.function, success=False)
             outcome = "sent_to_destination"
         if scenario.dlq:
@@ -148,7 +156,7 @@ class AsyncModel:
             event.truth.outcome = outcome
 
     def _record_document(
-        self, event: _AsyncEvent, condition: str, response: Any, function_error: str | None
+        self, event: _AsyncEvent, condition: str, response: Any, function_error: str | None, invokes: int
     ) -> dict[str, Any]:
         """The destination invocation record, as Lambda writes it (version 1.0)."""
         spec = self.scenario.function
@@ -162,7 +170,7 @@ class AsyncModel:
                 "requestId": event.request_id,
                 "functionArn": f"{spec.arn}:{spec.version}",
                 "condition": condition,
-                "approximateInvokeCount": event.invokes,
+                "approximateInvokeCount": invokes,
             },
             "requestPayload": event.spec.payload,
             "responseContext": response_context,
@@ -172,20 +180,31 @@ class AsyncModel:
     # ------------------------------------------------------------------ duplicates
 
     def _schedule_duplicate(self, event: _AsyncEvent) -> None:
-        """An at-least-once extra delivery without any error, after the first one."""
-        at = event.enqueued + self.settings["duplicate_delay_s"] * 1000
+        """An at-least-once extra copy of the event, delivered without any error.
+
+        The copy is processed like any event: a throttle sends it back to the queue with backoff, and
+        its success produces its own on-success record. It is not one of the original's attempts, so
+        it does not count in the original's approximateInvokeCount.
+        """
+        same = self.settings["duplicate_request_id"] == "same"
+        rid = event.request_id if same else self.world.ids.uuid()
+        backoff_s = 0.0
 
         def deliver() -> None:
-            same = self.settings["duplicate_request_id"] == "same"
-            rid = event.request_id if same else self.world.ids.uuid()
+            nonlocal backoff_s
             result = self.function.invoke(event.spec.payload, request_id=rid)
-            self._record(event, result)
-            if result.succeeded:
-                event.truth.successes += 1
-                if event.truth.outcome == "in_flight":
-                    event.truth.outcome = "succeeded"
+            event.truth.attempts.append(TruthAttempt(rid, result.start, result.end, result.outcome))
+            if result.handler_ran:
+                event.truth.deliveries += 1
+            if result.outcome == "throttled":
+                backoff_s = self._next_backoff(backoff_s)
+                again = result.end + backoff_s * 1000
+                if again - event.enqueued <= self.settings["maximum_event_age_s"] * 1000:
+                    self.world.clock.at(again, deliver)
+            elif result.succeeded:
+                self.world.clock.at(result.end, lambda: self._succeeded(event, result, invoke_count=1))
 
-        self.world.clock.at(at, deliver)
+        self.world.clock.at(event.enqueued + self.settings["duplicate_delay_s"] * 1000, deliver)
 
 
 def settings(given: dict[str, Any]) -> dict[str, Any]:
