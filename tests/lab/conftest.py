@@ -29,7 +29,7 @@ class LabRun:
     """The artifacts of one lab run, read back as a user (or ingest) would see them."""
 
     out: Path
-    report: LabReport
+    report: LabReport | None
     truth: dict[str, Any]
     _store: Store | None = field(default=None, repr=False)
 

@@ -428,3 +428,35 @@ def test_async_artifacts_ingest_with_nothing_quarantined(run_lab: RunLab, tmp_pa
     assert (dead["request_id"], dead["error_code"]) == (failed["event_id"], "200")
     statuses = [r["status"] for r in run.invocations()]
     assert statuses == ["success", "error", "error"]
+
+
+def test_the_shipped_event_age_incident_tells_its_story(tmp_path: Path) -> None:
+    from tracekit.lab.run import run_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "incident"
+    run_scenario(root / "samples" / "scenarios" / "async-event-age-json.toml", out, seed=1)
+    run = LabRun(out, None, jsonio.loads((out / "truth.json").read_bytes()))
+    outcomes = [e["outcome"] for e in run.events]
+    assert outcomes == [
+        "succeeded", "dead_lettered", "succeeded_after_retry", "succeeded_after_retry", "dead_lettered",
+        "succeeded",
+    ]  # fmt: skip
+    failed = [e for e in run.events if e["outcome"] == "dead_lettered"]
+    # Age 90 s: the 1-minute retry fits, the 2-minute one would not.
+    for truth in failed:
+        assert [a["outcome"] for a in truth["attempts"] if a["outcome"] != "throttled"] == ["error", "error"]
+    records = [e["detail"] for e in run.bodies("payments-events")]
+    assert [
+        (r["requestContext"]["condition"], r["requestContext"]["approximateInvokeCount"]) for r in records
+    ] == [
+        ("EventAgeExceeded", 2),
+        ("EventAgeExceeded", 2),
+    ]
+    assert {r["requestContext"]["requestId"] for r in records} == {e["event_id"] for e in failed}
+    dead = run.bodies("payments-dlq")
+    assert {n["MessageAttributes"]["RequestID"]["Value"] for n in dead} == {e["event_id"] for e in failed}
+    throttled = [a for e in run.events for a in e["attempts"] if a["outcome"] == "throttled"]
+    assert len(throttled) == 3
+    assert all(m.startswith(("{", "captured ", "LAMBDA_WARNING")) for m in (e["message"] for e in run.logs()))
+    assert run.quarantined() == []
