@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench cases clean
+.PHONY: demo test lint bench cases samples clean
 
 $(BIN)/tracekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ test: $(BIN)/tracekit
 
 bench: $(BIN)/tracekit
 	$(BIN)/python tests/bench/ingest.py
+	$(BIN)/python tests/bench/lab.py
+
+# Regenerate samples/lab/ from the shipped scenarios, so samples and their truth never drift.
+samples: $(BIN)/tracekit
+	rm -rf samples/lab
+	for s in samples/scenarios/*.toml; do \
+		$(BIN)/tracekit lab run "$$s" --out "samples/lab/$$(basename "$$s" .toml)" --seed 1 -f json || exit 1; \
+	done
 
 cases: $(BIN)/tracekit
 	$(BIN)/python ../shared/cases/run_cases.py --tracekit $(BIN)/tracekit
