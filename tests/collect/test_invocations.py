@@ -738,3 +738,41 @@ def test_node_app_line_with_json_that_is_not_an_error_record_stays_success(inges
     )
     store, _ = ingest(write("node-info.txt", text))
     assert store.query("SELECT status FROM invocations") == [{"status": "success"}]
+
+
+def test_text_format_lambda_warning_and_error_record_joined_by_cr(ingest, write):
+    # The Python runtime on stdout joins the warning, the [ERROR] record and the traceback with \r.
+    rid = "12121212-3434-4565-8787-909090909090"
+    stream = "2026/11/22/[$LATEST]77777777777777777777777777777777"
+    error_event = (
+        "LAMBDA_WARNING: Unhandled exception. The most likely cause is an issue in the function code.\r"
+        "[ERROR] ValueError: bad quantity for order 4720\rTraceback (most recent call last):\r"
+        '\u00a0\u00a0File "/var/task/worker.py", line 9, in handler\r\u00a0\u00a0\u00a0\u00a0int(q)\n'
+    )
+    messages = [
+        f"START RequestId: {rid} Version: $LATEST\n",
+        error_event,
+        f"END RequestId: {rid}\n",
+        f"REPORT RequestId: {rid}\tDuration: 12.50 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\t"
+        "Max Memory Used: 50 MB\t\n",
+    ]
+    lines = [
+        jsonio.dumps(
+            {
+                "logStreamName": stream,
+                "timestamp": 1795338000000 + i,
+                "message": m,
+                "ingestionTime": 1795338000100 + i,
+                "eventId": f"{i + 1:056d}",
+            }
+        )
+        for i, m in enumerate(messages)
+    ]
+    store, counts = ingest(write("cr.ndjson", "\n".join(lines) + "\n"))
+    assert counts["quarantined"] == 0
+    [row] = store.query("SELECT status, error_type, error_message FROM invocations")
+    assert row == {
+        "status": "error",
+        "error_type": "ValueError",
+        "error_message": "bad quantity for order 4720",
+    }

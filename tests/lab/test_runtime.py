@@ -545,11 +545,6 @@ ORACLE_EXPECTED = [
     ("init_error", "Runtime.ImportModuleError", True),
     ("success", None, True),
 ]
-INGEST_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="ingest does not read the text-format LAMBDA_WARNING\\r[ERROR] ... event that the runtime's "
-    "stdout sink writes for an unhandled exception (the attempt comes out as success)",
-)
 
 
 def assert_ingest_agrees(run: LabRun, expected: list[tuple[str, str | None, bool]]) -> None:
@@ -575,8 +570,8 @@ def assert_ingest_agrees(run: LabRun, expected: list[tuple[str, str | None, bool
         ("json", "new", "stdout"),
         ("json", "old", "stdout"),
         ("json", "new", "telemetry"),
-        pytest.param("text", "new", "stdout", marks=INGEST_GAP),
-        pytest.param("text", "old", "stdout", marks=INGEST_GAP),
+        ("text", "new", "stdout"),
+        ("text", "old", "stdout"),
     ],
 )
 def test_ingest_reads_back_every_attempt_as_truth_has_it(

@@ -32,7 +32,12 @@ STREAM_KEY = f"{STREAM_GROUP} || chr(31) || {STREAM_NAME}"
 CLASSIFY = r"""
 WITH base AS (
     SELECT {stream_group} AS sg, {stream_name} AS ss,
-        log_group, log_stream, "timestamp" AS ts, seq, time_ordered, message,
+        log_group, log_stream, "timestamp" AS ts, seq, time_ordered,
+        -- The Python runtime writing to stdout joins the warning and its text error record with \r
+        -- in one event: read that event from its [ERROR] record on.
+        CASE WHEN starts_with(message, 'LAMBDA_WARNING') AND regexp_matches(message, '[\r\n]\[ERROR\] ')
+             THEN regexp_replace(message, '^LAMBDA_WARNING[^\r\n]*[\r\n]+', '')
+             ELSE message END AS message,
         CASE
             WHEN starts_with(message, 'START RequestId: ') THEN 'start'
             WHEN starts_with(message, 'END RequestId: ') THEN 'end'
@@ -43,6 +48,8 @@ WITH base AS (
             WHEN starts_with(message, 'RequestId: ') THEN 'runtime_exit'
             WHEN starts_with(message, '{') THEN 'json'
             WHEN starts_with(message, '[ERROR] ') THEN 'py_error'
+            WHEN starts_with(message, 'LAMBDA_WARNING') AND regexp_matches(message, '[\r\n]\[ERROR\] ')
+                THEN 'py_error'
             WHEN starts_with(message, 'LAMBDA_WARNING') THEN 'lambda_warning'
             WHEN starts_with(message, '[') AND regexp_matches(message, '^\[[A-Z]+\]\t') THEN 'py_app'
             WHEN regexp_matches(message, '^\d{4}-\d\d-\d\dT[0-9:.]+Z[\t ]') THEN 'ts_line'
