@@ -316,6 +316,15 @@ def test_a_malformed_partial_response_fails_the_whole_batch(tmp_path: Path) -> N
     assert failure["responseContext"]["functionError"] is None
 
 
+def test_a_response_that_is_not_an_object_reports_no_failure(tmp_path: Path) -> None:
+    # §2 names only empty/null responses as success and says nothing of a string; the stream model's
+    # choice (unlike SQS's "invalid JSON") is to read it as no report, so nothing is retried.
+    source = 'type = "kinesis"\nbatch_size = 5\nreport_batch_item_failures = true\nmaximum_retry_attempts = 0'
+    result = run(tmp_path, scenario(source, rbif_events(), handler="not_an_object"))
+    assert [e["outcome"] for e in result.events] == ["succeeded"] * 5
+    assert [b["outcome"] for b in result.batches] == ["success"]
+
+
 def test_without_report_batch_item_failures_the_response_is_ignored(tmp_path: Path) -> None:
     source = 'type = "kinesis"\nbatch_size = 5'
     result = run(tmp_path, scenario(source, rbif_events(), handler="partial"))

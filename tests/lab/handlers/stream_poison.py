@@ -2,7 +2,8 @@
 
 `handler` raises at the first poison record; `partial` reports every poison record's sequence number
 in batchItemFailures and processes the rest; `partial_blank` reports poison records with an empty
-itemIdentifier (a malformed response that fails the whole batch).
+itemIdentifier (a malformed response that fails the whole batch); `not_an_object` processes the
+good records and returns a string instead of a response object.
 """
 
 import base64
@@ -31,6 +32,11 @@ def partial(event, context):
 def partial_blank(event, context):
     poisoned = any(_payload(record).get("poison") for record in event["Records"])
     return {"batchItemFailures": [{"itemIdentifier": ""}] if poisoned else []}
+
+
+def not_an_object(event, context):
+    poisoned = [_payload(record).get("n") for record in event["Records"] if _payload(record).get("poison")]
+    return f"failed: {poisoned}"
 
 
 def _payload(record):

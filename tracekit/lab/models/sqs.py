@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracekit.lab.models.batch_response import reported_failures
 from tracekit.lab.runtime import AttemptResult, LambdaFunction
 from tracekit.lab.scenario import OK, EventSpec, Fault, FunctionSpec, Scenario, ScenarioError
 from tracekit.lab.world import TruthAttempt, TruthBatch, TruthEvent, World, json_text, md5_hex
@@ -558,27 +559,6 @@ def _rest_of_failed_groups(batch: list[_Message], returned: set[_Message]) -> se
         elif message in returned:
             failed_groups.add(message.group)
     return rest
-
-
-def reported_failures(response: Any, batch_ids: set[str]) -> set[str] | None:
-    """The messageIds a partial batch response reports as failed; None when the response is invalid
-    (Lambda then fails the whole batch). No response, `{}` and an empty or null list mean full success."""
-    if response is None:
-        return set()
-    if not isinstance(response, dict):
-        return None
-    failures = response.get("batchItemFailures")
-    if failures is None:
-        return set()
-    if not isinstance(failures, list):
-        return None
-    reported = set()
-    for item in failures:
-        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
-        if not isinstance(identifier, str) or identifier not in batch_ids:
-            return None
-        reported.add(identifier)
-    return reported
 
 
 # ---------------------------------------------------------------------- message attributes

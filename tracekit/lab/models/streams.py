@@ -30,6 +30,7 @@ from typing import Any
 
 from tracekit import jsonio
 from tracekit.lab.delivery import deliver_record
+from tracekit.lab.models.batch_response import reported_failures
 from tracekit.lab.runtime import AttemptResult, LambdaFunction
 from tracekit.lab.scenario import OK, EventSpec, Fault, Scenario
 from tracekit.lab.world import StreamRecord, TruthAttempt, TruthBatch, TruthEvent, World, iso_ms
@@ -420,24 +421,16 @@ class StreamModel:
         """A ReportBatchItemFailures response as (checkpoint index, failed sequence numbers).
 
         None when every record succeeded. The lowest reported sequence number is the checkpoint; a
-        malformed entry (empty or missing itemIdentifier, a wrong key, a sequence number not in the
-        batch) fails the whole batch.
+        malformed response (see batch_response) fails the whole batch.
         """
-        if not self.settings["report_batch_item_failures"] or not isinstance(response, dict):
+        if not self.settings["report_batch_item_failures"]:
             return None
-        failures = response.get("batchItemFailures")
-        if not failures:
-            return None
-        everything = (0, {r.sequence_number for r in records})
-        if not isinstance(failures, list):
-            return everything
+        if not isinstance(response, dict) or not response.get("batchItemFailures"):
+            return None  # no failure reported: our rule for streams, stricter for SQS (batch_response)
         position = {r.sequence_number: i for i, r in enumerate(records)}
-        reported = set()
-        for item in failures:
-            ident = item.get("itemIdentifier") if isinstance(item, dict) else None
-            if not isinstance(ident, str) or ident not in position:
-                return everything
-            reported.add(ident)
+        reported = reported_failures(response, position)
+        if reported is None:
+            return 0, set(position)
         return min(position[i] for i in reported), reported
 
     def _discard_old(self, batch: _Batch) -> None:
