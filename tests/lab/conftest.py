@@ -2,8 +2,10 @@
 
 `run_lab(toml_text, seed=0)` writes the scenario into the test's tmp_path (`{handlers}` in the text is
 replaced by this folder's `handlers/` directory), runs it with `tracekit.lab.run.run_scenario` and
-returns a `LabRun`: the truth document, the log events, the messages of each queue, and the same
-artifacts ingested by tracekit's own ingest into a fresh store (`invocations()`, `quarantined()`).
+returns a `LabRun`: the truth document (events, batches), the log events, the messages of each queue,
+the destination records and S3 objects, and the same artifacts ingested by tracekit's own ingest into a
+fresh store (`invocations()`, `quarantined()`). Given a Path instead of text, it runs that scenario file
+where it is (a shipped sample, whose handler paths are relative to it).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class LabRun:
     def event(self, index: int = 0) -> dict[str, Any]:
         return self.events[index]
 
+    @property
+    def batches(self) -> list[dict[str, Any]]:
+        """truth.json's batches, in the order they were invoked."""
+        return list(self.truth["batches"])
+
     def logs(self) -> list[dict[str, Any]]:
         """Every filter-log-events event of every log group, in file order."""
         lines: list[dict[str, Any]] = []
@@ -56,6 +63,20 @@ class LabRun:
     def bodies(self, queue: str) -> list[Any]:
         """The messages' bodies of `queue`, parsed as JSON."""
         return [jsonio.loads(m["Body"]) for m in self.messages(queue)]
+
+    def destination_records(self, queue: str) -> list[dict[str, Any]]:
+        """The invocation records that reached the queue `queue`, SNS notifications unwrapped."""
+        bodies = self.bodies(queue)
+        return [jsonio.loads(b["Message"]) if b.get("Type") == "Notification" else b for b in bodies]
+
+    def s3_objects(self, bucket: str) -> dict[str, dict[str, Any]]:
+        """The JSON objects written to the S3 destination `bucket`, by key."""
+        root = self.out / "destinations" / "s3" / bucket
+        return {
+            p.relative_to(root).as_posix(): jsonio.loads(p.read_bytes())
+            for p in root.rglob("*")
+            if p.is_file()
+        }
 
     def store(self) -> Store:
         """All artifacts ingested with tracekit's own ingest into a store of this run's own."""
@@ -80,13 +101,16 @@ RunLab = Callable[..., LabRun]
 
 @pytest.fixture
 def run_lab(tmp_path: Path) -> RunLab:
-    """`run_lab(toml_text, seed=0, name="scenario")` runs an inline scenario; see the module docstring."""
+    """`run_lab(toml_text or path, seed=0, name="scenario")` runs a scenario; see the module docstring."""
     counter = iter(range(1_000_000))
 
-    def run(toml_text: str, *, seed: int = 0, name: str = "scenario") -> LabRun:
+    def run(scenario: str | Path, *, seed: int = 0, name: str = "scenario") -> LabRun:
         n = next(counter)
-        path = tmp_path / f"{name}-{n}.toml"
-        path.write_text(toml_text.replace("{handlers}", HANDLERS.as_posix()), encoding="utf-8")
+        if isinstance(scenario, Path):
+            path = scenario
+        else:
+            path = tmp_path / f"{name}-{n}.toml"
+            path.write_text(scenario.replace("{handlers}", HANDLERS.as_posix()), encoding="utf-8")
         out = tmp_path / f"{name}-{n}-out"
         report = run_scenario(path, out, seed=seed)
         return LabRun(out, report, jsonio.loads((out / "truth.json").read_bytes()))

@@ -1,24 +1,23 @@
 """The SQS event source mapping model, checked case by case against lambda-semantics.md §3.
 
-Each test runs a small scenario through `run_scenario` and reads back what a user would have: the
-function's log (the handlers print one `SEEN {...}` line per record they were given), the drained DLQ
-and truth.json. Expected values are worked out by hand from the documented rules, not from the code.
+Each test runs a small scenario (the `run` fixture, on conftest's `run_lab`) and reads back what a user
+would have: the function's log (the handlers print one `SEEN {...}` line per record they were given),
+the drained DLQ and truth.json. Expected values are worked out by hand from the documented rules, not
+from the code.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LabRun, RunLab
 
-from tracekit.collect.ingest import ingest_paths
-from tracekit.lab.run import run_scenario
 from tracekit.lab.scenario import ScenarioError
-from tracekit.store import Store
 
 HANDLERS = Path(__file__).resolve().parent / "handlers" / "sqs_worker.py"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "scenarios"
@@ -27,48 +26,9 @@ START_MS = int(START.timestamp() * 1000)
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:{}"
 
 
-@dataclass
-class Run:
-    out: Path
-    truth: dict[str, Any]
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return list(self.truth["events"])
-
-    def seen(self) -> list[dict[str, Any]]:
-        """Every record the handler printed, in the order it saw them."""
-        lines = []
-        for path in sorted((self.out / "logs").glob("*.ndjson")):
-            for raw in path.read_text(encoding="utf-8").splitlines():
-                message = json.loads(raw)["message"]
-                if message.startswith("SEEN "):
-                    lines.append(json.loads(message[5:]))
-        return lines
-
-    def invocations(self) -> list[list[dict[str, Any]]]:
-        """The records of each invocation, invocations in the order they happened."""
-        by_request: dict[str, list[dict[str, Any]]] = {}
-        for line in self.seen():
-            by_request.setdefault(line["request_id"], []).append(line)
-        return list(by_request.values())
-
-    def dlq(self, queue: str) -> list[dict[str, Any]]:
-        pages = sorted((self.out / "dlq").glob(f"{queue}.receive-message.*.json"))
-        return [m for page in pages for m in json.loads(page.read_text())["Messages"]]
-
-    def event_by_n(self, n: int) -> dict[str, Any]:
-        """The truth event of the message whose body has "n": n (via what the handler saw)."""
-        ids = {line["message_id"] for line in self.seen() if line["body"].get("n") == n}
-        assert len(ids) == 1, f"message n={n} seen as {ids}"
-        (event,) = [e for e in self.events if e["event_id"] in ids]
-        return event
-
-
-def run(tmp_path: Path, source: str, events: str, *, handler: str = "echo", function: str = "") -> Run:
-    path = tmp_path / "scenario.toml"
-    path.write_text(
-        f"""
+def scenario(source: str, events: str, *, handler: str) -> str:
+    """A `worker` function behind an SQS queue; `source` is the [source] table, `events` the events."""
+    return f"""
 name = "sqs-test"
 start = "{START.isoformat().replace("+00:00", "Z")}"
 [function]
@@ -76,17 +36,46 @@ name = "worker"
 handler = "{HANDLERS.as_posix()}:{handler}"
 timeout_s = 3
 concurrency = 5
-{function}
 [source]
 type = "sqs"
 {source}
 {events}
-""",
-        encoding="utf-8",
-    )
-    out = tmp_path / "out"
-    run_scenario(path, out, seed=7)
-    return Run(out, json.loads((out / "truth.json").read_text()))
+"""
+
+
+RunSqs = Callable[..., LabRun]
+
+
+@pytest.fixture
+def run(run_lab: RunLab) -> RunSqs:
+    """`run(source, events, handler="echo")`: the scenario above, run with seed 7 by conftest's run_lab."""
+
+    def run_sqs(source: str, events: str, *, handler: str = "echo") -> LabRun:
+        return run_lab(scenario(source, events, handler=handler), seed=7)
+
+    return run_sqs
+
+
+def records_seen(lab: LabRun) -> list[dict[str, Any]]:
+    """Every record the handler printed, in the order it saw them."""
+    messages = (e["message"] for e in lab.logs())
+    return [json.loads(m[5:]) for m in messages if m.startswith("SEEN ")]
+
+
+def batches_seen(lab: LabRun) -> list[list[dict[str, Any]]]:
+    """The records of each invocation, invocations in the order they happened."""
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for line in records_seen(lab):
+        by_request.setdefault(line["request_id"], []).append(line)
+    return list(by_request.values())
+
+
+def event_by_n(lab: LabRun, n: int) -> dict[str, Any]:
+    """The truth event of the message whose body has "n": n (via what the handler saw)."""
+    ids = {line["message_id"] for line in records_seen(lab) if line["body"].get("n") == n}
+    assert len(ids) == 1, f"message n={n} seen as {ids}"
+    (event,) = [e for e in lab.events if e["event_id"] in ids]
+    return event
 
 
 def at(seconds: float) -> str:
@@ -114,15 +103,14 @@ def responding(response: Any) -> str:
 # ---------------------------------------------------------------------- visibility timeout
 
 
-def test_failed_batch_is_received_again_after_the_visibility_timeout(tmp_path: Path) -> None:
+def test_failed_batch_is_received_again_after_the_visibility_timeout(run: RunSqs) -> None:
     # The first attempt fails after the handler ran; §3: the message reappears one visibility timeout
     # (45 s) after it was received, with the same messageId, a new receiptHandle and receive count 2.
     lab = run(
-        tmp_path,
         'queue = "orders"\nvisibility_timeout_s = 45',
         event(1, extra='faults = [{ kind = "error", when = "after" }]'),
     )
-    first, second = lab.seen()
+    first, second = records_seen(lab)
     assert first["message_id"] == second["message_id"]
     assert first["receipt"] != second["receipt"]
     assert (
@@ -144,14 +132,13 @@ def test_failed_batch_is_received_again_after_the_visibility_timeout(tmp_path: P
     assert truth["deliveries"] == 2
 
 
-def test_whole_batch_returns_when_one_message_fails(tmp_path: Path) -> None:
+def test_whole_batch_returns_when_one_message_fails(run: RunSqs) -> None:
     # No ReportBatchItemFailures: "All messages in a failed batch return to the queue".
     lab = run(
-        tmp_path,
         "visibility_timeout_s = 30",
         event(1) + event(2, extra='faults = [{ kind = "error", when = "after" }]') + event(3),
     )
-    first, second = lab.invocations()
+    first, second = batches_seen(lab)
     assert {line["body"]["n"] for line in first} == {1, 2, 3}
     assert {line["body"]["n"] for line in second} == {1, 2, 3}
     assert {line["attributes"]["ApproximateReceiveCount"] for line in second} == {"2"}
@@ -161,9 +148,8 @@ def test_whole_batch_returns_when_one_message_fails(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- redrive to the DLQ
 
 
-def test_message_moves_to_the_dlq_after_max_receive_count(tmp_path: Path) -> None:
+def test_message_moves_to_the_dlq_after_max_receive_count(run: RunSqs) -> None:
     lab = run(
-        tmp_path,
         'queue = "orders"\nvisibility_timeout_s = 30\nmax_receive_count = 3\ndlq = "orders-dlq"\n'
         "aws_trace_header = true",
         event(
@@ -172,7 +158,7 @@ def test_message_moves_to_the_dlq_after_max_receive_count(tmp_path: Path) -> Non
             'message_attributes = { source = "orders-api", weight = 3 }',
         ),
     )
-    seen = lab.seen()
+    seen = records_seen(lab)
     # Received three times (0 s, 30 s, 60 s); the fourth receive moves it to the DLQ instead.
     assert [s["attributes"]["ApproximateReceiveCount"] for s in seen] == ["1", "2", "3"]
     (truth,) = lab.events
@@ -188,7 +174,7 @@ def test_message_moves_to_the_dlq_after_max_receive_count(tmp_path: Path) -> Non
         },
         "weight": {"stringValue": "3", "stringListValues": [], "binaryListValues": [], "dataType": "Number"},
     }
-    (moved,) = lab.dlq("orders-dlq")
+    (moved,) = lab.messages("orders-dlq")
     assert moved["MessageId"] == seen[0]["message_id"] == truth["event_id"]
     assert json.loads(moved["Body"]) == {"n": 1}
     attributes = moved["Attributes"]
@@ -204,11 +190,11 @@ def test_message_moves_to_the_dlq_after_max_receive_count(tmp_path: Path) -> Non
     }
 
 
-def test_throttling_also_consumes_receives(tmp_path: Path) -> None:
+def test_throttling_also_consumes_receives(run: RunSqs) -> None:
     # Receive 1 is throttled on every invoke: Lambda retries with backoff 1, 2, 4, 8 s (invokes at 0, 1,
     # 3, 7, 15 s; the next, at 31 s, is past the 30 s visibility timeout) and the receive is spent.
-    lab = run(tmp_path, "visibility_timeout_s = 30", event(1, extra='faults = ["throttle"]'))
-    (seen,) = lab.seen()
+    lab = run("visibility_timeout_s = 30", event(1, extra='faults = ["throttle"]'))
+    (seen,) = records_seen(lab)
     assert seen["attributes"]["ApproximateReceiveCount"] == "2"
     (truth,) = lab.events
     assert [(a["start"], a["outcome"]) for a in truth["attempts"][:5]] == [
@@ -218,23 +204,21 @@ def test_throttling_also_consumes_receives(tmp_path: Path) -> None:
     assert truth["deliveries"] == 1
 
 
-def test_throttled_receives_alone_can_dead_letter_a_message(tmp_path: Path) -> None:
+def test_throttled_receives_alone_can_dead_letter_a_message(run: RunSqs) -> None:
     lab = run(
-        tmp_path,
         'visibility_timeout_s = 30\nmax_receive_count = 1\ndlq = "worker-dlq"',
         event(1, extra='faults = ["throttle"]'),
     )
-    assert lab.seen() == []
+    assert records_seen(lab) == []
     (truth,) = lab.events
     assert truth["outcome"] == "dead_lettered"
     assert truth["deliveries"] == 0
-    assert [m["MessageId"] for m in lab.dlq("worker-dlq")] == [truth["event_id"]]
+    assert [m["MessageId"] for m in lab.messages("worker-dlq")] == [truth["event_id"]]
 
 
-def test_messages_older_than_the_retention_period_are_dropped(tmp_path: Path) -> None:
+def test_messages_older_than_the_retention_period_are_dropped(run: RunSqs) -> None:
     # Received at 0 s and 30 s; at 60 s the message is 60 s old and SQS deletes it.
     lab = run(
-        tmp_path,
         "visibility_timeout_s = 30\nmessage_retention_s = 60",
         event(1, extra='fault = { kind = "error", when = "after" }'),
     )
@@ -243,9 +227,8 @@ def test_messages_older_than_the_retention_period_are_dropped(tmp_path: Path) ->
     assert truth["outcome"] == "dropped"
 
 
-def test_messages_still_queued_when_the_mapping_stops_are_in_flight(tmp_path: Path) -> None:
+def test_messages_still_queued_when_the_mapping_stops_are_in_flight(run: RunSqs) -> None:
     lab = run(
-        tmp_path,
         "visibility_timeout_s = 30\nstop_after_s = 100",
         event(1, extra='fault = { kind = "error", when = "after" }'),
     )
@@ -257,23 +240,22 @@ def test_messages_still_queued_when_the_mapping_stops_are_in_flight(tmp_path: Pa
 # ---------------------------------------------------------------------- partial batch responses
 
 
-def test_partial_batch_failure_returns_only_the_reported_messages(tmp_path: Path) -> None:
+def test_partial_batch_failure_returns_only_the_reported_messages(run: RunSqs) -> None:
     lab = run(
-        tmp_path,
         "visibility_timeout_s = 30\nreport_batch_item_failures = true",
         event(1) + event(2, fail=1) + event(3) + event(4, fail=1),
         handler="partial",
     )
-    first, second = lab.invocations()
+    first, second = batches_seen(lab)
     assert {line["body"]["n"] for line in first} == {1, 2, 3, 4}
     assert {line["body"]["n"] for line in second} == {2, 4}
     assert {line["attributes"]["ApproximateReceiveCount"] for line in second} == {"2"}
     for n in (1, 3):
-        assert lab.event_by_n(n)["outcome"] == "succeeded"
-        assert lab.event_by_n(n)["deliveries"] == 1
+        assert event_by_n(lab, n)["outcome"] == "succeeded"
+        assert event_by_n(lab, n)["deliveries"] == 1
     for n in (2, 4):
-        assert [a["outcome"] for a in lab.event_by_n(n)["attempts"]] == ["error", "success"]
-        assert lab.event_by_n(n)["outcome"] == "succeeded_after_retry"
+        assert [a["outcome"] for a in event_by_n(lab, n)["attempts"]] == ["error", "success"]
+        assert event_by_n(lab, n)["outcome"] == "succeeded_after_retry"
     assert [b["outcome"] for b in lab.truth["batches"]] == ["partial_failure", "success"]
 
 
@@ -291,12 +273,10 @@ UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
         "not a JSON object",
     ],
 )
-def test_invalid_partial_batch_response_fails_the_whole_batch(tmp_path: Path, response: Any) -> None:
+def test_invalid_partial_batch_response_fails_the_whole_batch(run: RunSqs, response: Any) -> None:
     events = responding(response)
-    lab = run(
-        tmp_path, "visibility_timeout_s = 30\nreport_batch_item_failures = true", events, handler="respond"
-    )
-    first, second = lab.invocations()
+    lab = run("visibility_timeout_s = 30\nreport_batch_item_failures = true", events, handler="respond")
+    first, second = batches_seen(lab)
     assert len(first) == len(second) == 2
     assert {line["attributes"]["ApproximateReceiveCount"] for line in second} == {"2"}
     assert [b["outcome"] for b in lab.truth["batches"]] == ["invalid_response", "success"]
@@ -307,17 +287,17 @@ def test_invalid_partial_batch_response_fails_the_whole_batch(tmp_path: Path, re
 @pytest.mark.parametrize(
     "response", [None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}, {"other": 1}]
 )
-def test_empty_partial_batch_response_is_full_success(tmp_path: Path, response: Any) -> None:
+def test_empty_partial_batch_response_is_full_success(run: RunSqs, response: Any) -> None:
     events = responding(response)
-    lab = run(tmp_path, "report_batch_item_failures = true", events, handler="respond")
-    assert len(lab.invocations()) == 1
+    lab = run("report_batch_item_failures = true", events, handler="respond")
+    assert len(batches_seen(lab)) == 1
     assert {e["outcome"] for e in lab.events} == {"succeeded"}
 
 
-def test_reported_failures_are_ignored_without_report_batch_item_failures(tmp_path: Path) -> None:
+def test_reported_failures_are_ignored_without_report_batch_item_failures(run: RunSqs) -> None:
     # The setting is off: Lambda does not read the response, so the whole (successful) batch is deleted.
-    lab = run(tmp_path, "", event(1, fail=1) + event(2), handler="partial")
-    assert len(lab.invocations()) == 1
+    lab = run("", event(1, fail=1) + event(2), handler="partial")
+    assert len(batches_seen(lab)) == 1
     assert {e["outcome"] for e in lab.events} == {"succeeded"}
 
 
@@ -339,23 +319,23 @@ def fifo_events() -> str:
     )
 
 
-def test_fifo_delivers_a_group_in_order_and_blocks_it_while_in_flight(tmp_path: Path) -> None:
-    lab = run(tmp_path, FIFO, fifo_events(), handler="fifo_partial")
-    first, second = lab.invocations()
+def test_fifo_delivers_a_group_in_order_and_blocks_it_while_in_flight(run: RunSqs) -> None:
+    lab = run(FIFO, fifo_events(), handler="fifo_partial")
+    first, second = batches_seen(lab)
     # One receive takes as much of the oldest group as it can, in order, then the next group.
     assert [line["body"]["n"] for line in first] == [1, 2, 3, 11, 12]
     # a1 failed and the handler reported a2 and a3 unprocessed; a4 waited behind them (group blocked)
     # until they reappeared at 30 s, and comes after them.
     assert [line["body"]["n"] for line in second] == [1, 2, 3, 4]
     assert [line["attributes"]["ApproximateReceiveCount"] for line in second] == ["2", "2", "2", "1"]
-    assert lab.event_by_n(4)["attempts"][0]["start"] == at(30)
+    assert event_by_n(lab, 4)["attempts"][0]["start"] == at(30)
     sequence = [int(line["attributes"]["SequenceNumber"]) for line in second]
     assert sequence == sorted(sequence) and len(set(sequence)) == 4
     for line in first + second:
         assert line["attributes"]["MessageGroupId"] == ("A" if line["body"]["n"] < 10 else "B")
         assert line["attributes"]["MessageDeduplicationId"]
         assert line["source_arn"] == QUEUE_ARN.format("jobs.fifo")
-    assert [lab.event_by_n(n)["outcome"] for n in (1, 2, 3, 4, 11, 12)] == [
+    assert [event_by_n(lab, n)["outcome"] for n in (1, 2, 3, 4, 11, 12)] == [
         "succeeded_after_retry",
         "succeeded_after_retry",
         "succeeded_after_retry",
@@ -366,34 +346,30 @@ def test_fifo_delivers_a_group_in_order_and_blocks_it_while_in_flight(tmp_path: 
 
 
 @pytest.mark.parametrize(("unreported", "returned"), [("delete", [1]), ("return", [1, 2, 3, 4])])
-def test_fifo_messages_a_handler_left_unreported(
-    tmp_path: Path, unreported: str, returned: list[int]
-) -> None:
+def test_fifo_messages_a_handler_left_unreported(run: RunSqs, unreported: str, returned: list[int]) -> None:
     # The handler reports only a1. "delete": Lambda deletes a2 and a3 as the response says (they overtake
     # a1, and a4 waits only for a1); "return": the rest of a1's group in the batch comes back with it.
     lab = run(
-        tmp_path,
         FIFO + f'\nfifo_unreported_after_failure = "{unreported}"',
         fifo_events(),
         handler="partial",
     )
-    invocations = lab.invocations()
+    invocations = batches_seen(lab)
     assert [line["body"]["n"] for line in invocations[0]] == [1, 2, 3, 11, 12]
     later = [line["body"]["n"] for inv in invocations[1:] for line in inv]
     if unreported == "delete":
         assert later == [1, 4]  # a4 is not blocked by a2/a3, only by a1
-        assert lab.event_by_n(2)["outcome"] == "succeeded"
+        assert event_by_n(lab, 2)["outcome"] == "succeeded"
     else:
         assert later == returned
 
 
-def test_fifo_redrive_dlq_takes_the_message_id_as_deduplication_id(tmp_path: Path) -> None:
+def test_fifo_redrive_dlq_takes_the_message_id_as_deduplication_id(run: RunSqs) -> None:
     lab = run(
-        tmp_path,
         'queue = "jobs.fifo"\nvisibility_timeout_s = 30\nmax_receive_count = 1\ndlq = "jobs-dlq.fifo"',
         event(1, extra='key = "A"\nfault = { kind = "error", when = "after" }'),
     )
-    (moved,) = lab.dlq("jobs-dlq.fifo")
+    (moved,) = lab.messages("jobs-dlq.fifo")
     (truth,) = lab.events
     assert moved["MessageId"] == truth["event_id"]
     assert moved["Attributes"]["MessageDeduplicationId"] == truth["event_id"]
@@ -404,26 +380,25 @@ def test_fifo_redrive_dlq_takes_the_message_id_as_deduplication_id(tmp_path: Pat
 # ---------------------------------------------------------------------- batching and concurrency
 
 
-def test_batching_window_waits_for_a_full_batch_or_the_window(tmp_path: Path) -> None:
+def test_batching_window_waits_for_a_full_batch_or_the_window(run: RunSqs) -> None:
     # Window 5 s, batch size 3: messages at 0, 1, 2 s fill a batch at 2 s; the one at 3 s opens a new
     # window and goes alone when it closes at 8 s.
     lab = run(
-        tmp_path,
         "batch_size = 3\nmaximum_batching_window_s = 5",
         event(1) + event(2, at_s=1) + event(3, at_s=2) + event(4, at_s=3),
     )
-    first, second = lab.invocations()
+    first, second = batches_seen(lab)
     assert {line["body"]["n"] for line in first} == {1, 2, 3}
     assert [line["body"]["n"] for line in second] == [4]
     assert {line["attributes"]["ApproximateFirstReceiveTimestamp"] for line in first} == {
         str(START_MS + 2000)
     }
-    assert lab.event_by_n(4)["attempts"][0]["start"] == at(8)
+    assert event_by_n(lab, 4)["attempts"][0]["start"] == at(8)
 
 
 @pytest.mark.parametrize(("pollers", "overlap"), [(1, False), (2, True)])
-def test_concurrent_batches_limits_batches_in_flight(tmp_path: Path, pollers: int, overlap: bool) -> None:
-    lab = run(tmp_path, f"batch_size = 1\nconcurrent_batches = {pollers}", event(1) + event(2))
+def test_concurrent_batches_limits_batches_in_flight(run: RunSqs, pollers: int, overlap: bool) -> None:
+    lab = run(f"batch_size = 1\nconcurrent_batches = {pollers}", event(1) + event(2))
     one, two = (e["attempts"][0] for e in lab.events)
     first, second = sorted([one, two], key=lambda a: a["start"])
     assert (second["start"] < first["end"]) is overlap
@@ -433,13 +408,12 @@ def test_concurrent_batches_limits_batches_in_flight(tmp_path: Path, pollers: in
 
 
 @pytest.mark.parametrize(("count_setting", "second_count"), [("next", "2"), ("same", "1")])
-def test_duplicate_receive_without_any_error(tmp_path: Path, count_setting: str, second_count: str) -> None:
+def test_duplicate_receive_without_any_error(run: RunSqs, count_setting: str, second_count: str) -> None:
     lab = run(
-        tmp_path,
         f'duplicate_delay_s = 5\nduplicate_receive_count = "{count_setting}"',
         event(1, extra="duplicate = true"),
     )
-    first, second = lab.seen()
+    first, second = records_seen(lab)
     assert first["message_id"] == second["message_id"]
     assert first["receipt"] != second["receipt"]
     assert second["attributes"]["ApproximateReceiveCount"] == second_count
@@ -468,34 +442,29 @@ def test_duplicate_receive_without_any_error(tmp_path: Path, count_setting: str,
     ],
 )
 def test_settings_aws_refuses_are_scenario_errors(
-    tmp_path: Path, source: str, destinations: str, reason: str
+    run: RunSqs, source: str, destinations: str, reason: str
 ) -> None:
     with pytest.raises(ScenarioError, match=reason):
-        run(tmp_path, source, event(1) + destinations)
+        run(source, event(1) + destinations)
 
 
-def test_fifo_events_need_a_message_group(tmp_path: Path) -> None:
+def test_fifo_events_need_a_message_group(run: RunSqs) -> None:
     with pytest.raises(ScenarioError, match="message group"):
-        run(tmp_path, 'queue = "q.fifo"', event(1))
+        run('queue = "q.fifo"', event(1))
 
 
 # ---------------------------------------------------------------------- the shipped scenarios
 
 
 @pytest.mark.parametrize("name", ["sqs-redrive", "sqs-fifo-partial-batch"])
-def test_sample_scenario_artifacts_ingest_cleanly(tmp_path: Path, name: str) -> None:
-    out = tmp_path / "out"
-    run_scenario(SAMPLES / f"{name}.toml", out, seed=0)
-    truth = json.loads((out / "truth.json").read_text())
-    with Store.open(tmp_path / "store", create=True) as store:
-        report = ingest_paths(store, [out / "logs", out / "dlq"])
-    assert report.counts["quarantined"] == 0
-    store = Store.open(tmp_path / "store")
-    rows = store.query("SELECT kind, message_id FROM dead_letters")
-    dead = {e["event_id"] for e in truth["events"] if e["outcome"] == "dead_lettered"}
+def test_sample_scenario_artifacts_ingest_cleanly(run_lab: RunLab, name: str) -> None:
+    lab = run_lab(SAMPLES / f"{name}.toml", seed=0)
+    assert lab.quarantined() == []
+    rows = lab.store().query("SELECT kind, message_id FROM dead_letters")
+    dead = {e["event_id"] for e in lab.events if e["outcome"] == "dead_lettered"}
     assert dead, "the scenario dead-letters at least one message"
     assert {r["kind"] for r in rows} == {"source_dlq"}
     assert {r["message_id"] for r in rows} == dead
     # Every invocation in the truth (throttled ones never ran) is one invocation in the logs.
-    invoked = {b["request_id"] for b in truth["batches"] if b["outcome"] != "throttled"}
-    assert {r["request_id"] for r in store.query("SELECT request_id FROM invocations")} == invoked
+    invoked = {b["request_id"] for b in lab.batches if b["outcome"] != "throttled"}
+    assert {r["request_id"] for r in lab.store().query("SELECT request_id FROM invocations")} == invoked

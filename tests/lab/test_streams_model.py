@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LabRun, RunLab
 
 from tracekit import jsonio
 from tracekit.collect.ingest import ingest_paths
-from tracekit.lab.run import run_scenario
 from tracekit.lab.runtime import LambdaFunction
 from tracekit.lab.scenario import EventSpec, ScenarioError, load_scenario
 from tracekit.lab.world import World
@@ -28,46 +28,17 @@ SCENARIOS = REPO / "samples" / "scenarios"
 POISON = (Path(__file__).resolve().parent / "handlers" / "stream_poison.py").as_posix()
 
 
-@dataclass
-class Run:
-    """A finished lab run and its artifacts, read back from disk."""
-
-    out: Path
-    truth: dict[str, Any]
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return list(self.truth["events"])
-
-    @property
-    def batches(self) -> list[dict[str, Any]]:
-        return list(self.truth["batches"])
-
-    def records(self, queue: str) -> list[dict[str, Any]]:
-        """The destination invocation records that reached `queue` (SNS notifications unwrapped)."""
-        out = []
-        for page in sorted((self.out / "destinations").glob(f"{queue}.receive-message.*.json")):
-            for message in jsonio.loads(page.read_bytes())["Messages"]:
-                body = jsonio.loads(message["Body"])
-                out.append(jsonio.loads(body["Message"]) if body.get("Type") == "Notification" else body)
-        return out
-
-    def s3_objects(self, bucket: str) -> dict[str, dict[str, Any]]:
-        root = self.out / "destinations" / "s3" / bucket
-        return {
-            p.relative_to(root).as_posix(): jsonio.loads(p.read_bytes())
-            for p in root.rglob("*")
-            if p.is_file()
-        }
+RunStreams = Callable[..., LabRun]
 
 
-def run(tmp_path: Path, scenario: Path | str, name: str = "scenario") -> Run:
-    path = scenario if isinstance(scenario, Path) else tmp_path / f"{name}.toml"
-    if isinstance(scenario, str):
-        path.write_text(scenario, encoding="utf-8")
-    out = tmp_path / f"{name}-out"
-    run_scenario(path, out, seed=3)
-    return Run(out, jsonio.loads((out / "truth.json").read_bytes()))
+@pytest.fixture
+def run(run_lab: RunLab) -> RunStreams:
+    """`run(toml_text or path, name="scenario")`: a scenario run with seed 3 by conftest's run_lab."""
+
+    def run_streams(scenario: Path | str, name: str = "scenario") -> LabRun:
+        return run_lab(scenario, seed=3, name=name)
+
+    return run_streams
 
 
 def scenario(
@@ -112,8 +83,8 @@ def sequence(event: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- the walk-through
 
 
-def test_walkthrough_runs_the_batches_in_the_documented_order(tmp_path: Path) -> None:
-    result = run(tmp_path, SCENARIOS / "kinesis-bisect-walkthrough.toml")
+def test_walkthrough_runs_the_batches_in_the_documented_order(run: RunStreams) -> None:
+    result = run(SCENARIOS / "kinesis-bisect-walkthrough.toml")
     position = {sequence(e): i for i, e in enumerate(result.events, 1)}
     shape = [
         (position[b["first_sequence_number"]], position[b["last_sequence_number"]], b["outcome"])
@@ -141,8 +112,8 @@ def test_walkthrough_runs_the_batches_in_the_documented_order(tmp_path: Path) ->
     assert len(set(b["request_id"] for b in result.batches)) == 9  # every attempt its own invocation
 
 
-def test_walkthrough_processes_the_first_two_records_three_times(tmp_path: Path) -> None:
-    events = run(tmp_path, SCENARIOS / "kinesis-bisect-walkthrough.toml").events
+def test_walkthrough_processes_the_first_two_records_three_times(run: RunStreams) -> None:
+    events = run(SCENARIOS / "kinesis-bisect-walkthrough.toml").events
     for first_two in events[:2]:
         assert first_two["deliveries"] == 3
         assert [a["outcome"] for a in first_two["attempts"]] == ["error", "error", "success"]
@@ -155,10 +126,10 @@ def test_walkthrough_processes_the_first_two_records_three_times(tmp_path: Path)
     assert all(e["duplicates"] == 0 for e in events)  # each record succeeded exactly once
 
 
-def test_walkthrough_sends_the_bad_record_to_sns_before_the_rest_succeeds(tmp_path: Path) -> None:
-    result = run(tmp_path, SCENARIOS / "kinesis-bisect-walkthrough.toml")
+def test_walkthrough_sends_the_bad_record_to_sns_before_the_rest_succeeds(run: RunStreams) -> None:
+    result = run(SCENARIOS / "kinesis-bisect-walkthrough.toml")
     events = result.events
-    [failure] = result.records("orders-stream-failures")
+    [failure] = result.destination_records("orders-stream-failures")
     info = failure["KinesisBatchInfo"]
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert failure["requestContext"]["approximateInvokeCount"] == 3  # 1 + MaximumRetryAttempts 2
@@ -176,13 +147,13 @@ def test_walkthrough_sends_the_bad_record_to_sns_before_the_rest_succeeds(tmp_pa
 
 
 @pytest.mark.parametrize("retries", [0, 1, 3])
-def test_exhausted_retries_report_one_plus_retries_invocations(tmp_path: Path, retries: int) -> None:
+def test_exhausted_retries_report_one_plus_retries_invocations(run: RunStreams, retries: int) -> None:
     source = f'type = "kinesis"\nbatch_size = 1\nmaximum_retry_attempts = {retries}'
-    result = run(tmp_path, scenario(source, record(1, poison=True)))
+    result = run(scenario(source, record(1, poison=True)))
     [event] = result.events
     assert [a["outcome"] for a in event["attempts"]] == ["error"] * (1 + retries)
     assert len({a["request_id"] for a in event["attempts"]}) == 1 + retries
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["requestContext"]["approximateInvokeCount"] == 1 + retries
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert failure["responseContext"] == {
@@ -194,25 +165,25 @@ def test_exhausted_retries_report_one_plus_retries_invocations(tmp_path: Path, r
     assert event["outcome"] == "sent_to_destination"
 
 
-def test_throttles_are_retried_without_counting_as_retries(tmp_path: Path) -> None:
+def test_throttles_are_retried_without_counting_as_retries(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 1\nmaximum_retry_attempts = 1'
     faults = 'faults = ["throttle", "throttle", "error", "error"]'
-    result = run(tmp_path, scenario(source, record(1, extra=faults)))
+    result = run(scenario(source, record(1, extra=faults)))
     [event] = result.events
     assert [a["outcome"] for a in event["attempts"]] == ["throttled", "throttled", "error", "error"]
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["requestContext"]["approximateInvokeCount"] == 2  # the two that reached the function
 
 
-def test_records_older_than_the_maximum_age_are_discarded_without_invoking(tmp_path: Path) -> None:
+def test_records_older_than_the_maximum_age_are_discarded_without_invoking(run: RunStreams) -> None:
     # One record written 80 s before the mapping started reading, five fresh ones (the b08 recording).
     source = 'type = "kinesis"\nbatch_size = 10\nmaximum_record_age_s = 60\nmaximum_retry_attempts = 0'
     events = record(0, at=-80) + "".join(record(n) for n in range(1, 6))
-    result = run(tmp_path, scenario(source, events))
+    result = run(scenario(source, events))
     old, *fresh = result.events
     assert old["attempts"] == [] and old["deliveries"] == 0
     assert old["outcome"] == "sent_to_destination"
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
     assert failure["requestContext"]["approximateInvokeCount"] == 1
     assert "responseContext" not in failure
@@ -223,35 +194,35 @@ def test_records_older_than_the_maximum_age_are_discarded_without_invoking(tmp_p
     assert [e["outcome"] for e in fresh] == ["succeeded"] * 5
 
 
-def test_record_age_ends_infinite_retries(tmp_path: Path) -> None:
+def test_record_age_ends_infinite_retries(run: RunStreams) -> None:
     # Retries every 10 s (plus a few ms of function time): attempts start at about 0, 10, 20, 30, 40
     # and 50 s; the next would start after 60 s, past the maximum age.
     source = 'type = "kinesis"\nbatch_size = 1\nmaximum_record_age_s = 60\nretry_delays_s = [10]'
-    result = run(tmp_path, scenario(source, record(1, poison=True)))
+    result = run(scenario(source, record(1, poison=True)))
     [event] = result.events
     assert len(event["attempts"]) == 6
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
     assert failure["requestContext"]["approximateInvokeCount"] == 6
     assert "responseContext" not in failure
 
 
-def test_without_a_destination_an_exhausted_record_is_dropped(tmp_path: Path) -> None:
+def test_without_a_destination_an_exhausted_record_is_dropped(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 1\nmaximum_retry_attempts = 0'
-    result = run(tmp_path, scenario(source, record(1, poison=True), destination=""))
+    result = run(scenario(source, record(1, poison=True), destination=""))
     assert [e["outcome"] for e in result.events] == ["dropped"]
     assert not (result.out / "destinations").exists()
 
 
-def test_split_resets_retries_off_carries_the_invocation_count_into_the_halves(tmp_path: Path) -> None:
+def test_split_resets_retries_off_carries_the_invocation_count_into_the_halves(run: RunStreams) -> None:
     text = (SCENARIOS / "kinesis-bisect-walkthrough.toml").read_text(encoding="utf-8")
     text = text.replace("split_resets_retries = true", "split_resets_retries = false")
     text = text.replace('"../handlers/', f'"{(SCENARIOS.parent / "handlers").as_posix()}/')
-    result = run(tmp_path, text)
+    result = run(text)
     # Splits still do not count as retries, so the same nine invocations happen; the bad record's
     # count now includes the batches of 10, 5 and 3 it failed in before its own three attempts.
     assert [b["size"] for b in result.batches] == [10, 5, 2, 3, 1, 1, 1, 2, 5]
-    [failure] = result.records("orders-stream-failures")
+    [failure] = result.destination_records("orders-stream-failures")
     assert failure["requestContext"]["approximateInvokeCount"] == 6
 
 
@@ -262,9 +233,9 @@ def rbif_events() -> str:
     return "".join(record(n, poison=n == 3) for n in range(1, 6))
 
 
-def test_partial_response_checkpoints_and_reprocesses_later_records(tmp_path: Path) -> None:
+def test_partial_response_checkpoints_and_reprocesses_later_records(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 5\nreport_batch_item_failures = true\nmaximum_retry_attempts = 1'
-    result = run(tmp_path, scenario(source, rbif_events(), handler="partial"))
+    result = run(scenario(source, rbif_events(), handler="partial"))
     events = result.events
     # Batch 1-5 reports 3: retried from 3, so 4 and 5 (already processed) are processed again.
     assert [(b["size"], b["outcome"]) for b in result.batches] == [
@@ -281,7 +252,7 @@ def test_partial_response_checkpoints_and_reprocesses_later_records(tmp_path: Pa
         "succeeded",
         "succeeded",
     ]
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["responseContext"]["functionError"] is None  # the function never raised
     assert "functionError" in failure["responseContext"]
     assert failure["requestContext"]["approximateInvokeCount"] == 2
@@ -293,41 +264,41 @@ def test_partial_response_checkpoints_and_reprocesses_later_records(tmp_path: Pa
     )
 
 
-def test_partial_response_with_bisect_splits_at_the_returned_sequence_number(tmp_path: Path) -> None:
+def test_partial_response_with_bisect_splits_at_the_returned_sequence_number(run: RunStreams) -> None:
     source = (
         'type = "kinesis"\nbatch_size = 5\nreport_batch_item_failures = true\n'
         "bisect_batch_on_function_error = true\nmaximum_retry_attempts = 1"
     )
-    result = run(tmp_path, scenario(source, rbif_events(), handler="partial"))
+    result = run(scenario(source, rbif_events(), handler="partial"))
     first, split, retry = result.batches
     assert (first["size"], split["size"], retry["size"]) == (5, 3, 3)
     assert split["parent_batch_id"] == first["batch_id"]  # split at record 3, not a retry
     assert retry["parent_batch_id"] == first["batch_id"]  # the same remaining records again
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["requestContext"]["approximateInvokeCount"] == 2  # the split's own two invocations
 
 
-def test_a_malformed_partial_response_fails_the_whole_batch(tmp_path: Path) -> None:
+def test_a_malformed_partial_response_fails_the_whole_batch(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 5\nreport_batch_item_failures = true\nmaximum_retry_attempts = 0'
-    result = run(tmp_path, scenario(source, rbif_events(), handler="partial_blank"))
+    result = run(scenario(source, rbif_events(), handler="partial_blank"))
     assert [e["outcome"] for e in result.events] == ["sent_to_destination"] * 5
-    [failure] = result.records("stream-failures")
+    [failure] = result.destination_records("stream-failures")
     assert failure["KinesisBatchInfo"]["batchSize"] == 5
     assert failure["responseContext"]["functionError"] is None
 
 
-def test_a_response_that_is_not_an_object_reports_no_failure(tmp_path: Path) -> None:
+def test_a_response_that_is_not_an_object_reports_no_failure(run: RunStreams) -> None:
     # §2 names only empty/null responses as success and says nothing of a string; the stream model's
     # choice (unlike SQS's "invalid JSON") is to read it as no report, so nothing is retried.
     source = 'type = "kinesis"\nbatch_size = 5\nreport_batch_item_failures = true\nmaximum_retry_attempts = 0'
-    result = run(tmp_path, scenario(source, rbif_events(), handler="not_an_object"))
+    result = run(scenario(source, rbif_events(), handler="not_an_object"))
     assert [e["outcome"] for e in result.events] == ["succeeded"] * 5
     assert [b["outcome"] for b in result.batches] == ["success"]
 
 
-def test_without_report_batch_item_failures_the_response_is_ignored(tmp_path: Path) -> None:
+def test_without_report_batch_item_failures_the_response_is_ignored(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 5'
-    result = run(tmp_path, scenario(source, rbif_events(), handler="partial"))
+    result = run(scenario(source, rbif_events(), handler="partial"))
     assert [e["outcome"] for e in result.events] == ["succeeded"] * 5
     assert [b["outcome"] for b in result.batches] == ["success"]
 
@@ -335,19 +306,18 @@ def test_without_report_batch_item_failures_the_response_is_ignored(tmp_path: Pa
 # ---------------------------------------------------------------------------- ordering, shards, records
 
 
-def test_parallelization_keeps_order_per_partition_key_without_blocking_other_keys(tmp_path: Path) -> None:
+def test_parallelization_keeps_order_per_partition_key_without_blocking_other_keys(run: RunStreams) -> None:
     events = record(0, poison=True, key="k0") + "".join(
         record(n, key=f"k{n % 5}", at=0.01 * n) for n in range(1, 10)
     )
     base = 'type = "kinesis"\nbatch_size = 1\nmaximum_retry_attempts = 2\nretry_delays_s = [5]\n'
-    blocked = run(tmp_path, scenario(base, events, function="concurrency = 10"), name="pf1")
+    blocked = run(scenario(base, events, function="concurrency = 10"), name="pf1")
     parallel = run(
-        tmp_path,
         scenario(base + "parallelization_factor = 10", events, function="concurrency = 10"),
         name="pf10",
     )
     for result in (blocked, parallel):
-        [failure] = result.records("stream-failures")
+        [failure] = result.destination_records("stream-failures")
         gave_up = failure["timestamp"]
         first_success = [
             min(a["end"] for a in e["attempts"] if a["outcome"] == "success") for e in result.events[1:]
@@ -388,20 +358,18 @@ def test_kinesis_records_spread_over_shards_with_increasing_sequence_numbers(tmp
     assert len(world.events) == 200
 
 
-def test_a_duplicate_delivery_happens_without_any_error(tmp_path: Path) -> None:
+def test_a_duplicate_delivery_happens_without_any_error(run: RunStreams) -> None:
     source = 'type = "kinesis"\nbatch_size = 10'
-    result = run(tmp_path, scenario(source, record(1, extra="duplicate = true") + record(2)))
+    result = run(scenario(source, record(1, extra="duplicate = true") + record(2)))
     first, second = result.events
     assert [a["outcome"] for a in first["attempts"]] == ["success", "success"]
     assert (first["deliveries"], first["duplicates"], first["outcome"]) == (2, 1, "succeeded")
     assert (second["deliveries"], second["duplicates"]) == (1, 0)
 
 
-def test_s3_on_failure_object_holds_the_lambda_event_as_payload(tmp_path: Path) -> None:
+def test_s3_on_failure_object_holds_the_lambda_event_as_payload(run: RunStreams) -> None:
     source = 'type = "kinesis"\nstream = "clicks"\nbatch_size = 1\nmaximum_retry_attempts = 1'
-    result = run(
-        tmp_path, scenario(source, record(7, poison=True), destination='on_failure = "s3:failed-clicks"')
-    )
+    result = run(scenario(source, record(7, poison=True), destination='on_failure = "s3:failed-clicks"'))
     [(key, document)] = result.s3_objects("failed-clicks").items()
     [event] = result.events
     shard, seq = event["event_id"].split(":")
@@ -421,8 +389,8 @@ def test_s3_on_failure_object_holds_the_lambda_event_as_payload(tmp_path: Path) 
 # ---------------------------------------------------------------------------- DynamoDB
 
 
-def test_dynamodb_partial_batch_scenario(tmp_path: Path) -> None:
-    result = run(tmp_path, SCENARIOS / "dynamodb-partial-batch.toml")
+def test_dynamodb_partial_batch_scenario(run: RunStreams) -> None:
+    result = run(SCENARIOS / "dynamodb-partial-batch.toml")
     events = result.events
     assert all(re.fullmatch(r"[0-9a-f]{32}", e["event_id"]) for e in events)
     [(_, failure)] = result.s3_objects("orders-stream-failures-archive").items()
@@ -446,7 +414,7 @@ def test_dynamodb_partial_batch_scenario(tmp_path: Path) -> None:
     assert [e["outcome"] for e in events[5:]] == ["succeeded_after_retry"] * 2
 
 
-def test_dynamodb_records_follow_the_item_history(tmp_path: Path) -> None:
+def test_dynamodb_records_follow_the_item_history(run: RunStreams) -> None:
     # Item n=1 is written, changed, then deleted; the deletion fails so its record reaches S3.
     source = (
         'type = "dynamodb"\nstream = "t"\nkey_attribute = "n"\nbatch_size = 1\nmaximum_retry_attempts = 0'
@@ -456,7 +424,7 @@ def test_dynamodb_records_follow_the_item_history(tmp_path: Path) -> None:
         + '[[events]]\nat = 1\npayload = { n = 1, poison = false, note = "changed" }\n'
         + '[[events]]\nat = 2\nkey = "1"\npayload = {}\nfault = "error"\n'
     )
-    result = run(tmp_path, scenario(source, events, destination='on_failure = "s3:b"'))
+    result = run(scenario(source, events, destination='on_failure = "s3:b"'))
     assert [e["outcome"] for e in result.events] == ["succeeded", "succeeded", "sent_to_destination"]
     [(_, failure)] = result.s3_objects("b").items()
     [entry] = failure["payload"]["Records"]
@@ -474,9 +442,11 @@ def test_dynamodb_records_follow_the_item_history(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- artifacts and settings
 
 
-def test_artifacts_ingest_without_quarantine_and_keep_the_sequence_range(tmp_path: Path) -> None:
-    walkthrough = run(tmp_path, SCENARIOS / "kinesis-bisect-walkthrough.toml", name="kinesis")
-    dynamodb = run(tmp_path, SCENARIOS / "dynamodb-partial-batch.toml", name="dynamodb")
+def test_artifacts_ingest_without_quarantine_and_keep_the_sequence_range(
+    run: RunStreams, tmp_path: Path
+) -> None:
+    walkthrough = run(SCENARIOS / "kinesis-bisect-walkthrough.toml", name="kinesis")
+    dynamodb = run(SCENARIOS / "dynamodb-partial-batch.toml", name="dynamodb")
     with Store.open(tmp_path / "store", create=True) as store:
         ingest_paths(store, [walkthrough.out / "logs"], log_group="/aws/lambda/orders-stream-processor")
         ingest_paths(store, [dynamodb.out / "logs"], log_group="/aws/lambda/orders-table-projector")
@@ -522,16 +492,12 @@ def test_artifacts_ingest_without_quarantine_and_keep_the_sequence_range(tmp_pat
         ("key_attribute = 'id'", "unknown kinesis setting 'key_attribute'"),
     ],
 )
-def test_settings_out_of_range_are_scenario_errors(tmp_path: Path, setting: str, message: str) -> None:
-    path = tmp_path / "bad.toml"
-    path.write_text(scenario(f'type = "kinesis"\n{setting}', record(1)), encoding="utf-8")
+def test_settings_out_of_range_are_scenario_errors(run: RunStreams, setting: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=re.escape(message)):
-        run_scenario(path, tmp_path / "out")
+        run(scenario(f'type = "kinesis"\n{setting}', record(1)))
 
 
-def test_stream_mappings_have_no_dlq_or_on_success_destination(tmp_path: Path) -> None:
+def test_stream_mappings_have_no_dlq_or_on_success_destination(run: RunStreams) -> None:
     for destination in ('dlq = "sqs:x"', 'on_success = "sqs:x"', 'on_failure = "eventbridge:x"'):
-        path = tmp_path / "bad.toml"
-        path.write_text(scenario('type = "dynamodb"', record(1), destination=destination), encoding="utf-8")
         with pytest.raises(ScenarioError):
-            run_scenario(path, tmp_path / "out")
+            run(scenario('type = "dynamodb"', record(1), destination=destination))
