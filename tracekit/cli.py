@@ -222,6 +222,7 @@ def lab_run(
         {**report.counts, **{f"outcome {k}": v for k, v in sorted(report.outcomes.items())}},
         fmt,
         title=f"{report.scenario}: {report.virtual_seconds:,.0f} virtual seconds, artifacts in {report.out}",
+        headers=("artifact / outcome", "count"),
     )
 
 

@@ -74,9 +74,15 @@ def print_rows(
         Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
-def print_counts(counts: dict[str, int], fmt: Format, *, title: str | None = None) -> None:
-    """Print per-table counts: one JSON object, CSV, or a small table."""
+def print_counts(
+    counts: dict[str, int],
+    fmt: Format,
+    *,
+    title: str | None = None,
+    headers: tuple[str, str] = ("table", "rows"),
+) -> None:
+    """Print counts: one JSON object, CSV, or a small two-column table."""
     if fmt is Format.JSON:
         print(jsonio.dumps(counts))
     else:
-        print_rows(["table", "rows"], list(counts.items()), fmt, title=title)
+        print_rows(list(headers), list(counts.items()), fmt, title=title)

@@ -590,3 +590,19 @@ def test_ingest_reads_back_runtime_failures_in_text_format_on_stdout(run_lab: Ru
     function = f'timeout_style = "{style}"'
     run = run_lab(scenario("rt_output.py", events_at(*without_exceptions), function=function))
     assert_ingest_agrees(run, expected)
+
+
+def test_sys_exit_in_the_handler_is_a_runtime_crash_and_the_next_attempt_starts_cold(run_lab: RunLab) -> None:
+    # sys.exit ends the runtime process: Lambda reports Runtime.ExitError and must initialise again.
+    events = (
+        "[[events]]\npayload = { order_id = 1, exit = true }\n\n"
+        "[[events]]\nat = 10\npayload = { order_id = 2 }\n"
+    )
+    run = run_lab(scenario("rt_exit.py", events))
+    first, second = run.events
+    assert [a["outcome"] for a in first["attempts"]] == ["crash"]
+    assert first["outcome"] == "dropped"
+    assert [a["outcome"] for a in second["attempts"]] == ["success"]
+    [report] = [m for m in messages(run) if m.startswith(f"REPORT RequestId: {first['event_id']}")]
+    assert "Status: error\tError Type: Runtime.ExitError" in report
+    assert sum(m.startswith("INIT_START") for m in messages(run)) == 2

@@ -280,7 +280,7 @@ class LambdaFunction:
         captured, response, error, stopped, ran = self._call(env, event, context, fault)
         outcome = "success"
         if stopped or planned >= timeout_ms and fault.kind == "ok":
-            outcome = fault.kind if stopped else "timeout"
+            outcome = stopped or "timeout"
         elif error is not None:
             outcome = "error"
         duration = (
@@ -320,11 +320,12 @@ class LambdaFunction:
 
     def _call(
         self, env: Environment, event: Any, context: LambdaContext, fault: Fault
-    ) -> tuple[_Captured, Any, dict[str, Any] | None, bool, bool]:
+    ) -> tuple[_Captured, Any, dict[str, Any] | None, str | None, bool]:
         """Call the handler (wrapped by the recorder when the scenario asks) with output captured.
 
-        Returns what it wrote, its response, the runtime's error object, whether the runtime stopped
-        it, and whether the user's handler really ran (a `before` fault strikes first).
+        Returns what it wrote, its response, the runtime's error object, how the runtime stopped it
+        (timeout, crash, out_of_memory; None when it returned or raised), and whether the user's
+        handler really ran (a `before` fault strikes first).
         """
         assert env.module is not None
         user_handler: Handler = getattr(env.module, self.spec.handler_name)
@@ -352,13 +353,15 @@ class LambdaFunction:
         root.addHandler(log_handler)
         response: Any = None
         error: dict[str, Any] | None = None
-        stopped = False
+        stopped: str | None = None
         try:
             # The runtime sends both stdout and stderr to the function's log.
             with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
                 response = handler(event, context)
         except _Stopped:
-            stopped = True
+            stopped = fault.kind
+        except SystemExit:
+            stopped = "crash"  # sys.exit() in a handler ends the runtime process
         except Exception as exc:  # noqa: BLE001 - the handler's exception is the attempt's result
             error = self._error_object(exc, context.aws_request_id)
         finally:
