@@ -13,7 +13,9 @@ How lines are grouped (see README, "invocations"):
 * Status comes from the runtime, never from application log levels.
 
 Within a stream, events are ordered by time, then START first and END/REPORT last among equal
-times, then by their place in the file; plain text without timestamps keeps file order.
+times (except a runtime error record without a request id, which goes before a START of the same
+millisecond: it ends the attempt before), then by their place in the file; plain text without
+timestamps keeps file order.
 """
 
 from __future__ import annotations
@@ -124,18 +126,21 @@ SELECT sg, ss, log_group, log_stream, ts, seq, time_ordered, kind,
         WHEN kind = 'timeout' THEN regexp_extract(message, '^\S+ (\S+) Task timed out', 1)
         WHEN kind0 = 'ts_line' THEN regexp_extract(message, '^\S+\t([^\t\n]+)', 1)
     END AS rid,
-    CASE WHEN kind IN ('start', 'end', 'init_start') THEN 0 WHEN kind = 'report' THEN 3
-         ELSE 1 END + CASE WHEN kind = 'end' THEN 2 ELSE 0 END AS rank,
+    -- A runtime error record without a request id, stamped in the same millisecond as the END of
+    -- its attempt and the START of the next one in the stream, belongs to the attempt ending then.
+    CASE WHEN kind = 'rt_error' AND kind0 <> 'ts_line' AND j_rid IS NULL THEN 0
+         WHEN kind IN ('start', 'init_start') THEN 1 WHEN kind = 'end' THEN 3 WHEN kind = 'report' THEN 4
+         ELSE 2 END AS rank,
     j_error_type, j_error_message
 FROM c WHERE kind IS NOT NULL
 """
 
-# One sortable key per event: time, then START first and END/REPORT last, then file order.
+# One sortable key per event: time, then rank (START first, END/REPORT last), then file order.
 # Plain text has no time, so file order alone.
 ORDERED = r"""
 SELECT *,
     CASE WHEN time_ordered AND ts IS NOT NULL
-         THEN (CAST(epoch_ms(ts) AS HUGEINT) * 4 + rank) * 4294967296 + coalesce(seq, 0)
+         THEN (CAST(epoch_ms(ts) AS HUGEINT) * 8 + rank) * 4294967296 + coalesce(seq, 0)
          ELSE CAST(seq AS HUGEINT) END AS ord
 FROM ({classified})
 """
