@@ -109,6 +109,17 @@ class Queue:
     messages: list[SqsMessage] = field(default_factory=list)
 
 
+def reached_function(outcome: str) -> bool:
+    """Whether an attempt with this outcome handed the event to the function's code.
+
+    Throttled attempts never reach it and a failed init phase never calls the handler; every other
+    attempt is a delivery, whatever the handler then did. The logs show exactly these attempts, so
+    truth and the analyzer count deliveries the same way. A retry, for `succeeded_after_retry`, is
+    likewise a failed attempt that reached the function or its init: throttles alone don't count.
+    """
+    return outcome not in ("throttled", "init_error")
+
+
 @dataclass
 class StreamRecord:
     """A record in a Kinesis stream or DynamoDB stream the run reads from (its event source)."""

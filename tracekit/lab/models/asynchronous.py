@@ -16,7 +16,7 @@ from typing import Any
 from tracekit.lab.delivery import dead_letter, deliver_record
 from tracekit.lab.runtime import AttemptResult, LambdaFunction
 from tracekit.lab.scenario import EventSpec, Scenario
-from tracekit.lab.world import TruthAttempt, TruthEvent, World, iso_ms
+from tracekit.lab.world import TruthAttempt, TruthEvent, World, iso_ms, reached_function
 
 SETTINGS = {
     "maximum_retry_attempts": 2,
@@ -96,7 +96,7 @@ class AsyncModel:
         event.truth.attempts.append(TruthAttempt(event.request_id, result.start, result.end, result.outcome))
         if result.outcome != "throttled":
             event.invokes += 1
-        if result.handler_ran:
+        if reached_function(result.outcome):
             event.truth.deliveries += 1
 
     def _next_backoff(self, backoff_s: float) -> float:
@@ -106,7 +106,6 @@ class AsyncModel:
 
     def _after_throttle(self, event: _AsyncEvent, result: AttemptResult) -> None:
         event.backoff_s = self._next_backoff(event.backoff_s)
-        event.failed_before = True
         self._retry_or_expire(event, result.end, event.backoff_s, None)
 
     def _after_function_error(self, event: _AsyncEvent, result: AttemptResult) -> None:
@@ -194,7 +193,7 @@ class AsyncModel:
             nonlocal backoff_s
             result = self.function.invoke(event.spec.payload, request_id=rid)
             event.truth.attempts.append(TruthAttempt(rid, result.start, result.end, result.outcome))
-            if result.handler_ran:
+            if reached_function(result.outcome):
                 event.truth.deliveries += 1
             if result.outcome == "throttled":
                 backoff_s = self._next_backoff(backoff_s)

@@ -47,7 +47,15 @@ from typing import Any
 from tracekit.lab.models.batch_response import reported_failures
 from tracekit.lab.runtime import AttemptResult, LambdaFunction
 from tracekit.lab.scenario import OK, EventSpec, Fault, FunctionSpec, Scenario, ScenarioError
-from tracekit.lab.world import TruthAttempt, TruthBatch, TruthEvent, World, json_text, md5_hex
+from tracekit.lab.world import (
+    TruthAttempt,
+    TruthBatch,
+    TruthEvent,
+    World,
+    json_text,
+    md5_hex,
+    reached_function,
+)
 
 SETTINGS: dict[str, Any] = {
     "queue": None,  # default: "<function>-queue" (".fifo" added for a FIFO queue)
@@ -488,9 +496,9 @@ class SqsModel:
             message.truth.attempts.append(
                 TruthAttempt(result.request_id, result.start, result.end, outcome, batch_id)
             )
-            if result.handler_ran:
+            if reached_function(outcome):
                 message.truth.deliveries += 1
-            if outcome != "success" and message.copy_of is None:
+            if outcome not in ("success", "throttled") and message.copy_of is None:
                 message.failed_before = True
         key = "SequenceNumber" if self.fifo else None
         first, last = batch[0], batch[-1]

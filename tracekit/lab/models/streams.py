@@ -33,7 +33,15 @@ from tracekit.lab.delivery import deliver_record
 from tracekit.lab.models.batch_response import reported_failures
 from tracekit.lab.runtime import AttemptResult, LambdaFunction
 from tracekit.lab.scenario import OK, EventSpec, Fault, Scenario
-from tracekit.lab.world import StreamRecord, TruthAttempt, TruthBatch, TruthEvent, World, iso_ms
+from tracekit.lab.world import (
+    StreamRecord,
+    TruthAttempt,
+    TruthBatch,
+    TruthEvent,
+    World,
+    iso_ms,
+    reached_function,
+)
 
 SETTINGS: dict[str, Any] = {
     "stream": None,  # stream name (Kinesis) or table name (DynamoDB); default from the function name
@@ -359,10 +367,10 @@ class StreamModel:
     def _record_attempt(self, record: _Record, result: AttemptResult, outcome: str, batch_id: str) -> None:
         truth = record.truth
         truth.attempts.append(TruthAttempt(result.request_id, result.start, result.end, outcome, batch_id))
-        if result.handler_ran:
+        if reached_function(outcome):
             truth.deliveries += 1
         if outcome != "success":
-            record.failed_before = True
+            record.failed_before = record.failed_before or outcome != "throttled"
             return
         truth.successes += 1
         if truth.successes == 1:
