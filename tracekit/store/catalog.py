@@ -7,6 +7,8 @@ Layout of a store directory::
     <table>/batch=<N>/part-0.parquet  one file per table per ingest batch; never rewritten
     _batches/<N>.json                 commit marker: a batch is visible only once its marker exists
     _tmp/                             scratch space (DuckDB spill files)
+    analysis/<G>/<table>.parquet      one generation of the analysis tables (events, attempts, batches)
+    analysis/current.json             names the visible generation and the ingest batches it was built from
 
 A batch is the unit of atomicity (one or more whole input files). Its Parquet files are written
 first, then its marker; a crash in between leaves files without a marker, which the next writer deletes before
@@ -15,6 +17,10 @@ doing anything else. Readers only ever see files named in markers, so they never
 `invocations` is derived from `log_events`: a batch that adds events to a log stream re-derives
 that stream's invocations and writes them in its own file; the view keeps, per stream, only the
 rows of the latest batch that derived it.
+
+The analysis tables are rebuilt whole rather than appended to: a generation's files are written
+first, then `analysis/current.json` is replaced to point at them, then older generations go.
+Readers see the old generation or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ import duckdb
 
 from tracekit import jsonio
 from tracekit.errors import StoreError
-from tracekit.store.schema import SCHEMA_VERSION, SCHEMAS, empty_select
+from tracekit.store.schema import ANALYSIS_SCHEMAS, SCHEMA_VERSION, SCHEMAS, empty_select
 
 MARKER = "tracekit-store.json"
 CATALOG = "catalog.duckdb"
 BATCHES = "_batches"
 TMP = "_tmp"
 LOCK = "write.lock"
+ANALYSIS = "analysis"
+CURRENT = "current.json"
 MEMORY_LIMIT = "1GB"
 COMPRESSION = "zstd"
 
@@ -100,6 +108,45 @@ class Batch:
     def abort(self) -> None:
         """Remove whatever this batch wrote; nothing of it becomes visible."""
         self.store.remove_batch_files(self.number)
+
+
+@dataclass
+class Generation:
+    """One build of the analysis tables: invisible until `commit` points analysis/current.json at it."""
+
+    store: Store
+    number: int
+    files: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.store.root / ANALYSIS / f"{self.number:08d}"
+
+    def copy(self, con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> int:
+        """Write the rows of `select_sql` as this generation's file for `table` (even when empty)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{table}.parquet"
+        result = con.execute(
+            f"COPY ({select_sql}) TO {sql_str(str(final))} (FORMAT parquet, COMPRESSION {COMPRESSION})"
+        ).fetchone()
+        rows = int(result[0]) if result else 0
+        self.files[table] = str(final.relative_to(self.store.root))
+        self.counts[table] = rows
+        return rows
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        """Make this generation the visible one (one atomic rename), then delete the others."""
+        current = self.store.root / ANALYSIS / CURRENT
+        tmp = current.with_suffix(".tmp")
+        body = {"generation": self.number, "files": self.files, "counts": self.counts, **meta}
+        tmp.write_bytes(jsonio.dumpb(body, sort_keys=True))
+        os.replace(tmp, current)
+        self.store.remove_old_generations()
+
+    def abort(self) -> None:
+        """Remove whatever this generation wrote; the previous one stays visible."""
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class Store:
@@ -165,6 +212,42 @@ class Store:
                 files.setdefault(table, []).append(str(self.root / rel))
         return files
 
+    def ingest_batches(self) -> list[int]:
+        """The committed batches that stored rows (a re-ingest that added nothing changes nothing)."""
+        return [m["batch"] for m in self.markers() if m.get("files")]
+
+    def current_analysis(self) -> dict[str, Any] | None:
+        """The marker of the visible analysis generation, or None before the first analysis."""
+        path = self.root / ANALYSIS / CURRENT
+        try:
+            meta: dict[str, Any] = jsonio.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        return meta
+
+    def analysis_files(self) -> dict[str, list[str]]:
+        """Absolute paths of the visible analysis generation's Parquet files, per analysis table."""
+        current = self.current_analysis() or {}
+        named = current.get("files", {})
+        return {t: [str(self.root / named[t])] if t in named else [] for t in ANALYSIS_SCHEMAS}
+
+    def new_generation(self) -> Generation:
+        """A new analysis generation numbered after every one on disk, visible or not."""
+        numbers = [int(d.name) for d in (self.root / ANALYSIS).glob("*") if d.is_dir() and d.name.isdigit()]
+        current = self.current_analysis()
+        if current:
+            numbers.append(int(current["generation"]))
+        return Generation(self, max(numbers, default=0) + 1)
+
+    def remove_old_generations(self) -> None:
+        """Delete every analysis generation but the visible one (and any half-written file)."""
+        current = self.current_analysis()
+        keep = f"{int(current['generation']):08d}" if current else None
+        for d in (self.root / ANALYSIS).glob("*"):
+            if d.is_dir() and d.name != keep:
+                shutil.rmtree(d, ignore_errors=True)
+        (self.root / ANALYSIS / CURRENT).with_suffix(".tmp").unlink(missing_ok=True)
+
     def view_sql(self, table: str, files: list[str]) -> str:
         """The SELECT behind the view of `table` over `files`."""
         if not files:
@@ -179,8 +262,12 @@ class Store:
             )
         return f"SELECT * FROM {scan}"
 
-    def connect(self, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per table over the committed files."""
+    def connect(self, *, threads: int | None = None, analysis: bool = True) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table over the committed files.
+
+        `analysis=False` leaves out the analysis views (events, attempts, batches): building a new
+        analysis must not read the previous one.
+        """
         config: dict[str, Any] = {"memory_limit": MEMORY_LIMIT, "temp_directory": str(self.root / TMP)}
         if threads:
             config["threads"] = threads
@@ -190,6 +277,9 @@ class Store:
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {table} AS {self.view_sql(table, files.get(table, []))}"
             )
+        if analysis:
+            for table, paths in self.analysis_files().items():
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {self.view_sql(table, paths)}")
         return con
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -250,6 +340,7 @@ class Store:
                     shutil.rmtree(d, ignore_errors=True)
         for leftover in (self.root / BATCHES).glob("*.tmp"):
             leftover.unlink(missing_ok=True)
+        self.remove_old_generations()
 
     def remove_batch_files(self, number: int) -> None:
         """Delete every file of batch `number` (used when a batch is aborted)."""
@@ -266,5 +357,7 @@ class Store:
             files = self.committed_files()
             for table in SCHEMAS:
                 con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.view_sql(table, files.get(table, []))}")
+            for table, paths in self.analysis_files().items():
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.view_sql(table, paths)}")
         finally:
             con.close()

@@ -4,6 +4,9 @@ Public columns come first and are a contract (see README); columns after them ar
 bookkeeping: `uid` (content id used to skip rows already stored), `batch` (the ingest batch that
 wrote the row), for logs `seq` (file order, for inputs without timestamps) and, for invocations,
 `stream_key` (the log stream a derivation covers).
+
+The analysis tables (`events`, `attempts`, `batches`) are not ingested: `tracekit analyze` derives
+them from the ingest tables and writes them whole, as one generation (see ANALYSIS_SCHEMAS).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ SCHEMA_VERSION = 1
 TS = pa.timestamp("us")
 STR = pa.string()
 I64 = pa.int64()
+I32 = pa.int32()
 F64 = pa.float64()
 BOOL = pa.bool_()
 
@@ -144,12 +148,80 @@ SCHEMAS: dict[str, pa.Schema] = {
     "quarantine": QUARANTINE,
 }
 
+EVENTS = pa.schema(
+    [
+        ("event_id", STR),
+        ("source", STR),
+        ("function_name", STR),
+        ("first_seen", TS),
+        ("last_seen", TS),
+        ("attempts", I32),
+        ("deliveries", I32),
+        ("retries", I32),
+        ("outcome", STR),
+        ("duplicates", I32),
+        ("duplicate_kind", STR),
+        ("final_error_type", STR),
+        ("final_error_message", STR),
+        ("destination_record_id", STR),
+        ("dead_letter_message_id", STR),
+        ("business_key", STR),
+        ("evidence", STR),
+        ("uncertain", BOOL),
+        ("uncertain_reason", STR),
+        ("payload", STR),
+    ]
+)
+
+ATTEMPTS = pa.schema(
+    [
+        ("event_id", STR),
+        ("attempt", I32),
+        ("request_id", STR),
+        ("log_stream", STR),
+        ("start_time", TS),
+        ("end_time", TS),
+        ("duration_ms", F64),
+        ("outcome", STR),
+        ("error_type", STR),
+        ("error_message", STR),
+        ("gap_ms", F64),
+        ("batch_id", STR),
+        ("cold_start", BOOL),
+        ("function_name", STR),
+        ("source", STR),
+    ]
+)
+
+BATCHES = pa.schema(
+    [
+        ("batch_id", STR),
+        ("function_name", STR),
+        ("shard_id", STR),
+        ("first_sequence_number", STR),
+        ("last_sequence_number", STR),
+        ("size", I32),
+        ("parent_batch_id", STR),
+        ("depth", I32),
+        ("request_id", STR),
+        ("outcome", STR),
+    ]
+)
+
+#: Tables `tracekit analyze` derives from the ingest tables; ingest batches never write them.
+ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
+    "events": EVENTS,
+    "attempts": ATTEMPTS,
+    "batches": BATCHES,
+}
+
 #: Columns that are tracekit's bookkeeping rather than part of the contract.
 INTERNAL_COLUMNS = frozenset({"uid", "batch", "stream_key", "seq", "time_ordered", "has_start", "has_report"})
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
     pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
     pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us"): "TIMESTAMP",
@@ -163,5 +235,6 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
 
 def empty_select(table: str) -> str:
     """A typed zero-row SELECT for a table that has no Parquet files yet."""
-    cols = ", ".join(f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in SCHEMAS[table])
+    schema = SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
+    cols = ", ".join(f"NULL::{duckdb_type(f.type)} AS {f.name}" for f in schema)
     return f"SELECT {cols} WHERE false"
