@@ -608,3 +608,12 @@ def test_sys_exit_in_the_handler_is_a_runtime_crash_and_the_next_attempt_starts_
     [report] = [m for m in messages(run) if m.startswith(f"REPORT RequestId: {first['event_id']}")]
     assert "Status: error\tError Type: Runtime.ExitError" in report
     assert sum(m.startswith("INIT_START") for m in messages(run)) == 2
+
+
+def test_an_init_error_fault_on_a_warm_environment_initialises_it_again(run_lab: RunLab) -> None:
+    # The first event warms the only environment; the second must go through a (failing) init.
+    run = run_lab(scenario("rt_output.py", events_at("", '"init_error"')))
+    first, second = run.events
+    assert [a["outcome"] for a in second["attempts"]] == ["init_error"]
+    assert sum(m.startswith("INIT_START") for m in messages(run)) == 2
+    assert sum(m.startswith("INIT_REPORT") for m in messages(run)) == 2  # init phase, then invoke phase

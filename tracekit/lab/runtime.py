@@ -180,6 +180,8 @@ class LambdaFunction:
         if env is None:
             return AttemptResult(request_id, None, now, now, "throttled")
         rid = request_id or self.world.ids.uuid()
+        if fault.kind == "init_error":
+            env.module = None  # only an environment that initialises can fail its init
         cold = env.module is None
         t = now
         init_ms = None
