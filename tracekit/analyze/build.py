@@ -1,0 +1,195 @@
+"""Build the analysis tables: run the source modules over the store and publish one new generation.
+
+The source modules (items, asynchronous, sqs, streams) each leave `<source>_events`,
+`<source>_attempts` and `<source>_batches` temp tables on one DuckDB connection. This module unions
+them into `events`, `attempts` and `batches` with the contract's types, adds each event's business
+key, and writes the three tables as one generation under `analysis/` in the store. A generation is
+visible only once `analysis/current.json` names it, so a build that fails halfway changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tracekit.analyze.keys import Config, create_function_settings, load_config, with_business_key
+from tracekit.errors import TracekitError, first_line
+from tracekit.store.catalog import Generation, Store, sql_str
+from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
+
+#: Bumped when the analysis tables change meaning or shape: older generations are then rebuilt.
+ANALYSIS_VERSION = 1
+
+#: Run in this order: items first, the lifecycle modules read its tables.
+SOURCE_MODULES = ("items", "asynchronous", "sqs", "streams")
+
+#: The `<source>_` prefixes of the tables the lifecycle modules create.
+SOURCES = ("async", "sqs", "streams", "kinesis", "dynamodb")
+
+#: Columns this module adds; the source modules do not produce them.
+DERIVED_COLUMNS = frozenset({"business_key"})
+
+#: Row order in the Parquet files, so the same store always gives the same files.
+ORDER = {
+    "events": "first_seen NULLS LAST, event_id",
+    "attempts": "event_id, attempt",
+    "batches": "function_name, shard_id, depth, first_sequence_number, batch_id",
+}
+
+
+@dataclass
+class AnalyzeReport:
+    """What one `analyze` built: the generation, its inputs and its row counts."""
+
+    generation: int
+    ingest_batches: list[int]
+    rows: dict[str, int]
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    uncertain: int = 0
+    seconds: float = 0.0
+
+
+def analyze(store: Store, config: Config | None = None) -> AnalyzeReport:
+    """Rebuild the analysis tables from everything committed in `store`, under its write lock.
+
+    `config` defaults to ./tracekit.toml (business keys and per-function settings).
+
+    Raises:
+        StoreError: another process is writing the store.
+        TracekitError: a source module failed; the previous generation stays visible.
+    """
+    config = config if config is not None else load_config()
+    started = time.perf_counter()
+    with store.writing():
+        ingest_batches = store.ingest_batches()
+        generation = store.new_generation()
+        con = store.connect(analysis=False)
+        try:
+            con.execute("SET enable_progress_bar = false")
+            _run_modules(con, config)
+            _write_tables(con, generation, config)
+            report = _summarise(con, generation, ingest_batches)
+            generation.commit(
+                {
+                    "analysis_version": ANALYSIS_VERSION,
+                    "ingest_batches": ingest_batches,
+                    "config_digest": config.digest(),
+                    "config": str(config.path) if config.path else None,
+                    "built_at": dt.datetime.now(dt.UTC),
+                }
+            )
+        except (TracekitError, KeyboardInterrupt):
+            generation.abort()
+            raise
+        except Exception as exc:
+            generation.abort()
+            raise TracekitError(
+                f"analysis failed ({type(exc).__name__}: {first_line(exc)})",
+                str(store.root),
+                "The previous analysis stays visible; run with --debug for the traceback",
+            ) from exc
+        finally:
+            con.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def stale_reason(store: Store, config: Config | None = None) -> str | None:
+    """Why the visible analysis no longer matches the store (None when it does).
+
+    Stale means: no analysis yet, one built by another analysis version, committed ingest batches
+    that differ from those it was built from, or (when `config` is given) other keys or settings.
+    """
+    current = store.current_analysis()
+    if current is None:
+        return "no analysis yet"
+    if current.get("analysis_version") != ANALYSIS_VERSION:
+        return "the analysis was built by another tracekit version"
+    built = set(current.get("ingest_batches", []))
+    now = set(store.ingest_batches())
+    if now != built:
+        added, gone = len(now - built), len(built - now)
+        parts = [f"{added} new ingest batch{'es' if added != 1 else ''}"] if added else []
+        parts += [f"{gone} ingest batch{'es' if gone != 1 else ''} gone"] if gone else []
+        return ", ".join(parts) + " since the last analysis"
+    if config is not None and current.get("config_digest") != config.digest():
+        return "business keys or settings changed since the last analysis"
+    return None
+
+
+def is_stale(store: Store, config: Config | None = None) -> bool:
+    """True when the committed ingest batches (or, given `config`, the keys and settings) differ
+    from those the visible analysis was built from."""
+    return stale_reason(store, config) is not None
+
+
+def ensure_current(store: Store, config: Config) -> str | None:
+    """Rebuild the analysis when it is stale; returns why it was rebuilt, or None when it was current."""
+    reason = stale_reason(store, config)
+    if reason is not None:
+        analyze(store, config)
+    return reason
+
+
+# -- building ------------------------------------------------------------------------------------
+
+
+def _run_modules(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    create_function_settings(con, config)
+    for name in SOURCE_MODULES:
+        module: Any = importlib.import_module(f"tracekit.analyze.{name}")
+        module.build(con)
+
+
+def _present(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The `<source>_<table>` tables the modules created, in SOURCES order."""
+    wanted = [f"{source}_{table}" for source in SOURCES]
+    found = {
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'temp' "
+            "AND list_contains(?, table_name)",
+            [wanted],
+        ).fetchall()
+    }
+    return [name for name in wanted if name in found]
+
+
+def union_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """All sources' rows of `table`, with the contract's columns in the store's order and types."""
+    schema: pa.Schema = ANALYSIS_SCHEMAS[table]
+    parts = []
+    for name in _present(con, table):
+        columns = [
+            f"CAST({'NULL' if f.name in DERIVED_COLUMNS else f.name} AS {duckdb_type(f.type)}) AS {f.name}"
+            for f in schema
+        ]
+        parts.append(f"SELECT {', '.join(columns)} FROM {name}")
+    return " UNION ALL ".join(parts) if parts else empty_select(table)
+
+
+def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config: Config) -> None:
+    for table in ANALYSIS_SCHEMAS:
+        select = union_sql(con, table)
+        if table == "events":
+            select = with_business_key(select, config)
+        generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
+
+
+def _summarise(con: duckdb.DuckDBPyConnection, generation: Generation, batches: list[int]) -> AnalyzeReport:
+    events = sql_str(str(generation.store.root / generation.files["events"]))
+    outcomes: dict[str, dict[str, int]] = {}
+    uncertain = 0
+    for source, outcome, count, unsure in con.execute(
+        f"SELECT source, outcome, count(*), count(*) FILTER (WHERE uncertain) "
+        f"FROM read_parquet({events}) GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        outcomes.setdefault(source, {})[outcome] = int(count)
+        uncertain += int(unsure)
+    return AnalyzeReport(generation.number, batches, dict(generation.counts), outcomes, uncertain)
