@@ -19,8 +19,13 @@ from tracekit import jsonio
 
 
 def iso_ms(ms: float) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds and a Z, as AWS writes it."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds and a Z, as AWS writes it.
+
+    Truncated to the whole millisecond in integer arithmetic, exactly as log event timestamps are,
+    so a time in truth.json equals the timestamp of the log event it describes."""
+    whole = int(ms)
+    moment = datetime.fromtimestamp(whole // 1000, UTC).replace(microsecond=whole % 1000 * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Clock:
