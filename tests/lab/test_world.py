@@ -7,8 +7,8 @@ from tracekit.lab.world import Clock, iso_ms
 
 def test_iso_ms_truncates_to_the_millisecond_as_log_timestamps_do() -> None:
     # 1795384044430.9995 ms: float division by 1000 rounds up to ...44.431 s; the log event's
-    # timestamp is int(ms) = ...44430, i.e. 2026-11-22T22:27:24.430Z.
-    assert iso_ms(1795384044430.9995) == "2026-11-22T22:27:24.430Z"
+    # timestamp is int(ms): 46,044,430 ms after 09:00:00.000, i.e. 21:47:24.430.
+    assert iso_ms(1795384044430.9995) == "2026-11-22T21:47:24.430Z"
     assert iso_ms(1795338000000) == "2026-11-22T09:00:00.000Z"
     assert iso_ms(1795338000999.9) == "2026-11-22T09:00:00.999Z"
 
