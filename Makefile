@@ -22,6 +22,7 @@ test: $(BIN)/tracekit
 bench: $(BIN)/tracekit
 	$(BIN)/python tests/bench/ingest.py
 	$(BIN)/python tests/bench/lab.py
+	$(BIN)/python tests/bench/analyze.py
 
 # Regenerate samples/lab/ from the shipped scenarios, so samples and their truth never drift.
 samples: $(BIN)/tracekit
