@@ -200,6 +200,36 @@ def test_fifo_partial_batch_from_logged_events_infers_reported_failures(lab_stor
         assert all(a["error_type"] is None for a in attempts[k])
 
 
+def test_structured_fields_name_the_messages_up_to_a_failure_and_the_rest_is_uncertain(
+    lab_store: LabStore,
+) -> None:
+    """Messages logged one by one: a batch that fails at order 4720 never names the messages behind it.
+    Whatever the analyzer cannot see is flagged: a jump in the receive count, or an event known only from
+    the DLQ. Every event it does not flag agrees with the truth."""
+    run = lab_store(
+        variant(REDRIVE, handler="{handlers}/sqs_logged.py:fields_handler", recorder=False), modules=MODULES
+    )
+    events, attempts, _ = analyzed(run)
+    truth = run.truth_events()
+    assert set(events) <= set(truth)
+    assert set(events) >= {k for k, t in truth.items() if t["outcome"] == "dead_lettered"}
+    missed = 0
+    for event_id, e in events.items():
+        t = truth[event_id]
+        visible = [a["request_id"] for a in LabAnalysis.visible(t["attempts"])]
+        got = [a["request_id"] for a in attempts.get(event_id, [])]
+        assert set(got) <= set(visible)
+        # A receive the logs miss sat in a failed batch here, and the function has failed invocations that
+        # do not name all their messages: the outcome counts it as a failed receive.
+        assert (e["outcome"], e["duplicates"]) == (t["outcome"], t["duplicates"]), event_id
+        if e["uncertain"]:
+            missed += got != visible
+            continue
+        assert e["evidence"] in ("logged_fields,logs", "dead_letter,logged_fields,logs")
+        assert got == visible, event_id
+    assert missed, "some receives should have been hidden behind the failing order"
+
+
 # ---------------------------------------------------------------------- settings and unfinished messages
 
 STOPPED = """

@@ -12,8 +12,10 @@ Where a message ended:
 - `dead_lettered`: a source_dlq message carries its messageId (redrive keeps it). This wins over a
   success: a message SQS moved to the DLQ was never deleted, so the success was an at-least-once copy.
 - `succeeded` / `succeeded_after_retry`: the first success decides: did an attempt the logs show fail
-  before it? Receives that left no trace show as a jump in ApproximateReceiveCount; they were throttled
-  (which is no retry) or failed before the handler ran (which is), so the event is then uncertain.
+  before it? Receives that left no trace show as a jump in ApproximateReceiveCount: throttled (which is
+  no retry), or an invocation whose log lines do not name the message. A jump before the first receive
+  seen counts as a failed receive when the function has failed invocations that do not name their
+  messages (throttles leave no invocation); the event is uncertain either way.
 - `dropped`: it failed, no DLQ message names it, and the mapping kept receiving from its queue past the
   message's retention: SQS deleted it.
 - `in_flight`: it failed and may still come back.
@@ -236,6 +238,7 @@ WITH received AS (
         min(attempt) FILTER (WHERE outcome = 'success') AS first_success,
         max(attempt) FILTER (WHERE outcome = 'success') AS last_success,
         min(attempt) FILTER (WHERE outcome NOT IN ('success', 'unknown')) AS first_failure,
+        arg_min(receives_unseen, attempt) AS unseen_before_first,
         arg_max(receive_count, attempt) AS last_receive_count,
         arg_max(outcome, attempt) AS last_outcome,
         max(receive_count) AS max_receive_seen,
@@ -250,6 +253,15 @@ WITH received AS (
         bool_or(logged) AS by_logs
     FROM _sqs_receives
     GROUP BY function_name, item_id
+),
+-- Failed invocations whose log lines may not name all their messages: none named, or only those the
+-- handler logged one by one before it failed. Throttles leave no invocation at all.
+unnamed_failures AS (
+    SELECT DISTINCT v.function_name FROM invocations v
+    WHERE v.status NOT IN ('success', 'unknown')
+      AND v.function_name IN (SELECT DISTINCT function_name FROM _sqs_receives)
+      AND NOT EXISTS (SELECT 1 FROM items i WHERE i.request_id = v.request_id AND i.log_stream = v.log_stream
+                                            AND i.evidence <> 'logged_fields')
 ),
 queue_activity AS (
     SELECT function_name, queue, max(start_time) AS last_receive FROM _sqs_receives GROUP BY ALL
@@ -287,6 +299,11 @@ judged AS (
         s.retention_s IS NULL AS default_retention,
         CASE
             WHEN j.dead_letter_message_id IS NOT NULL THEN 'dead_lettered'
+            -- Receives before the first one seen: failed ones are likelier when the function has failed
+            -- invocations that do not name their messages, else throttles (which are no retry).
+            WHEN j.first_success = 1 AND j.unseen_before_first > 0
+                 AND j.function_name IN (SELECT function_name FROM unnamed_failures)
+                THEN 'succeeded_after_retry'
             WHEN j.first_success = 1 THEN 'succeeded'
             WHEN j.first_success IS NOT NULL THEN 'succeeded_after_retry'
             -- Sent no later than first seen, so gone by first_seen + retention; the mapping polled on.
@@ -304,7 +321,8 @@ explained AS (
                         || ', reads of the DLQ included)', '') || '.'
         WHEN receives_unseen > 0 THEN
             'SQS received it at least ' || max_receive_seen || ' times but ' || receives_unseen
-            || ' of those receives left no trace in the logs (throttled, or failed before the handler ran).'
+            || ' of those receives left no trace in the logs (a throttled invoke, or an invocation whose '
+            || 'log lines do not name this message): its attempts are the receives seen.'
         WHEN inferred_failure THEN
             'The handler''s batchItemFailures response is not in the logs (no recorder "out" line): '
             || 'receives after which it came back are taken as reported failures.'
