@@ -258,15 +258,15 @@ def test_staleness_follows_the_committed_ingest_batches(retries: LabAnalysis, tm
     assert ensure_current(store, Config()) is None
 
 
-def test_other_keys_or_settings_make_the_analysis_stale(retries: LabAnalysis) -> None:
-    keyed = Config(functions={FUNCTION: FunctionConfig(keys=("$.order_id",))})
+def test_another_tracekit_toml_makes_the_analysis_stale(retries: LabAnalysis, tmp_path: Path) -> None:
+    keyed = write_config(tmp_path / "keyed.toml", f'[functions.{FUNCTION}]\nkey = "$.order_id"\n')
     analyze(retries.store, keyed)
     assert not is_stale(retries.store, keyed)
-    assert is_stale(retries.store, Config())
-    assert (
-        stale_reason(retries.store, Config()) == "business keys or settings changed since the last analysis"
-    )
     assert not is_stale(retries.store)  # without a config only the ingest batches count
+    # No tracekit.toml where the command runs: use the analysis as built, keys included.
+    assert not is_stale(retries.store, Config())
+    other = write_config(tmp_path / "other.toml", f"[functions.{FUNCTION}]\nmaximum_retry_attempts = 1\n")
+    assert stale_reason(retries.store, other) == "business keys or settings changed since the last analysis"
 
 
 # ---------------------------------------------------------------------------- business keys and settings

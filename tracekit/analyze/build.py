@@ -104,7 +104,9 @@ def stale_reason(store: Store, config: Config | None = None) -> str | None:
     """Why the visible analysis no longer matches the store (None when it does).
 
     Stale means: no analysis yet, one built by another analysis version, committed ingest batches
-    that differ from those it was built from, or (when `config` is given) other keys or settings.
+    that differ from those it was built from, or other keys or settings in `config` when it was read
+    from a file. Without a tracekit.toml (running from another directory) the analysis is used as
+    it was built, keys included, rather than rebuilt without them.
     """
     current = store.current_analysis()
     if current is None:
@@ -118,14 +120,14 @@ def stale_reason(store: Store, config: Config | None = None) -> str | None:
         parts = [f"{added} new ingest batch{'es' if added != 1 else ''}"] if added else []
         parts += [f"{gone} ingest batch{'es' if gone != 1 else ''} gone"] if gone else []
         return ", ".join(parts) + " since the last analysis"
-    if config is not None and current.get("config_digest") != config.digest():
+    if config is not None and config.path is not None and current.get("config_digest") != config.digest():
         return "business keys or settings changed since the last analysis"
     return None
 
 
 def is_stale(store: Store, config: Config | None = None) -> bool:
-    """True when the committed ingest batches (or, given `config`, the keys and settings) differ
-    from those the visible analysis was built from."""
+    """True when the committed ingest batches (or the keys and settings of a tracekit.toml given as
+    `config`) differ from those the visible analysis was built from."""
     return stale_reason(store, config) is not None
 
 
