@@ -7,14 +7,20 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tracekit import __version__
+from tracekit import __version__, jsonio
+from tracekit.analyze.lookup import Outcome
 from tracekit.errors import TracekitError
 from tracekit.render import Format
+
+if TYPE_CHECKING:
+    from tracekit.analyze.keys import Config
+    from tracekit.store import Store
 
 app = typer.Typer(
     name="tracekit",
@@ -124,7 +130,8 @@ def sql(
 ) -> None:
     """Run read-only SQL over the store's tables.
 
-    Tables: log_events, invocations, destination_records, dead_letters, quarantine.
+    Tables: log_events, invocations, destination_records, dead_letters, quarantine, and the
+    analysis tables events, attempts, batches (built by `tracekit analyze`).
 
     Example: tracekit sql "SELECT status, count(*) FROM invocations GROUP BY status"
     """
@@ -184,6 +191,192 @@ def demo(
             f'Store: {st.root}\nTry: tracekit sql "SELECT * FROM invocations LIMIT 5" --store {st.root}',
             err=True,
         )
+
+
+# ---------------------------------------------------------------------------- analysis
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Business keys and analyzer settings (default ./tracekit.toml when it exists).",
+        show_default=False,
+    ),
+]
+
+
+class ShowFormat(StrEnum):
+    """Output formats of `tracekit show`."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+def _config(path: Path | None) -> Config:
+    from tracekit.analyze.keys import load_config
+
+    return load_config(path)
+
+
+def _up_to_date(st: Store, config: Config) -> None:
+    """Rebuild the analysis when the store changed since it was built, saying so in one line."""
+    from tracekit.analyze.build import analyze as build_analysis
+    from tracekit.analyze.build import stale_reason
+
+    reason = stale_reason(st, config)
+    if reason is not None:
+        typer.echo(f"Analysis out of date ({reason}); rebuilding it.", err=True)
+        build_analysis(st, config)
+
+
+@app.command()
+def analyze(
+    store: StoreOption = Path(DEFAULT_STORE),
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Rebuild the events, attempts and batches tables from everything in the store.
+
+    Prints how many events ended how, per source. `tracekit events` and `tracekit show` rebuild
+    the tables by themselves when the store changed; `tracekit sql` reads them as they are.
+
+    Example: tracekit analyze --store .tracekit
+             tracekit sql "SELECT outcome, count(*) FROM events GROUP BY outcome"
+    """
+    from tracekit.analyze.build import analyze as build_analysis
+    from tracekit.render import print_rows
+    from tracekit.store import Store
+
+    with user_errors():
+        settings = _config(config)
+        with Store.open(store) as st:
+            report = build_analysis(st, settings)
+    rows = [(s, o, n) for s, outcomes in report.outcomes.items() for o, n in outcomes.items()]
+    if fmt is Format.JSON:
+        typer.echo(
+            jsonio.dumps(
+                {
+                    "generation": report.generation,
+                    **report.rows,
+                    "uncertain": report.uncertain,
+                    "outcomes": report.outcomes,
+                }
+            )
+        )
+    else:
+        if fmt is Format.TABLE:
+            typer.echo(
+                f"Analysis {report.generation}: {report.rows['events']:,} events, "
+                f"{report.rows['attempts']:,} attempts, {report.rows['batches']:,} batches "
+                f"from {len(report.ingest_batches)} ingest batches in {report.seconds:.1f} s"
+            )
+        print_rows(["source", "outcome", "events"], rows, fmt)
+    if report.uncertain:
+        typer.echo(
+            f"{report.uncertain} event(s) are uncertain; see: tracekit sql "
+            f'"SELECT event_id, uncertain_reason FROM events WHERE uncertain" --store {store}',
+            err=True,
+        )
+
+
+@app.command()
+def events(
+    store: StoreOption = Path(DEFAULT_STORE),
+    function: Annotated[str | None, typer.Option("--function", help="Only this function.")] = None,
+    outcome: Annotated[Outcome | None, typer.Option("--outcome", help="Only events that ended so.")] = None,
+    duplicates: Annotated[
+        bool, typer.Option("--duplicates", help="Only events processed more than once.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only events seen at or after this time: ISO, or 30m, 6h, 2d, 1w ago."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="A business key value to match; or a path ($.orderId) to compute keys with instead of "
+            "tracekit.toml's; or both ($.orderId=4711).",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many events.")] = None,
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """List events, one line each: outcome, attempts, duplicates, when, business key, uncertain.
+
+    Example: tracekit events --outcome dropped --since 6h
+             tracekit events --function orders-notify --duplicates -f json
+             tracekit events --key 4711            (with key = "$.order_id" in tracekit.toml)
+             tracekit events --key '$.order_id=4711'
+    """
+    from tracekit.analyze.lookup import EventFilter, list_events, parse_since, split_key_option
+    from tracekit.render import print_rows
+    from tracekit.store import Store
+
+    with user_errors():
+        settings = _config(config)
+        key_path, key_value = split_key_option(key)
+        where = EventFilter(
+            function=function,
+            outcome=outcome,
+            duplicates=duplicates,
+            since=parse_since(since) if since else None,
+            key_value=key_value,
+            key_path=key_path,
+            limit=limit,
+        )
+        with Store.open(store) as st:
+            _up_to_date(st, settings)
+            con = st.connect()
+            try:
+                columns, rows = list_events(con, settings, where)
+            finally:
+                con.close()
+    print_rows(columns, rows, fmt)
+
+
+@app.command()
+def show(
+    event: Annotated[
+        str, typer.Argument(help="An event id, a business key or a request id.", show_default=False)
+    ],
+    store: StoreOption = Path(DEFAULT_STORE),
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Key path ($.orderId) to match business keys with instead of tracekit.toml's."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    fmt: Annotated[ShowFormat, typer.Option("--format", "-f", help="Output format.")] = ShowFormat.TEXT,
+) -> None:
+    """Show what happened to one event: every attempt with its gap and error, the batches it was
+    in (with the batches they were split from), and the destination record or DLQ message that
+    proves where it ended. A business key shared by several events shows each of them.
+
+    Example: tracekit show 1e2feb89-414c-443c-9027-c4d1c386bbc4
+             tracekit show 4711 --key '$.order_id'
+             tracekit show shardId-000000000000:49650000000000000000000000000000000000000000000001 -f json
+    """
+    from tracekit.analyze.lookup import check_key_path, find_timelines
+    from tracekit.store import Store
+    from tracekit.timeline import print_timelines
+
+    with user_errors():
+        settings = _config(config)
+        check_key_path(key)
+        with Store.open(store) as st:
+            _up_to_date(st, settings)
+            con = st.connect()
+            try:
+                matched_by, timelines = find_timelines(con, settings, event, key)
+            finally:
+                con.close()
+    if fmt is ShowFormat.JSON:
+        typer.echo(jsonio.dumps({"query": event, "matched_by": matched_by, "events": timelines}))
+    else:
+        print_timelines(matched_by, event, timelines)
 
 
 lab_app = typer.Typer(
