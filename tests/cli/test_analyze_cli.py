@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from tracekit.collect.ingest import ingest_paths
 from tracekit.lab.run import run_scenario
 from tracekit.store import Store
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "samples" / "scenarios"
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "samples" / "scenarios"
 EVENT_COLUMNS = [
     "event_id",
     "source",
@@ -346,3 +348,25 @@ def test_each_command_has_help_with_examples(tracekit_cli: CliRun, command: str)
     help_text = ok(tracekit_cli(command, "--help"))
     assert "Example:" in help_text
     assert f"tracekit {command}" in help_text
+
+
+def test_the_readme_analysis_section_runs(tracekit_cli: CliRun, tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Analysis", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.startswith("tracekit ")]
+    assert [c.split()[1] for c in commands] == ["lab", "ingest", "analyze", "events", "show"]
+    outputs = []
+    for command in commands:
+        argv = [
+            a.replace("/tmp/lab-store", str(tmp_path / "store")).replace("/tmp/lab", str(tmp_path / "lab"))
+            for a in shlex.split(command)[1:]
+        ]
+        outputs.append(ok(tracekit_cli(*argv, cwd=REPO)))
+    truth = json.loads((tmp_path / "lab" / "truth.json").read_text())
+    [dead] = [e for e in truth["events"] if e["outcome"] == "dead_lettered"]
+    assert dead["event_id"] in outputs[3]  # events --outcome dead_lettered
+    assert outputs[4].splitlines()[:2] == [  # show 4712 --key '$.order_id': order 4712 is the dead one
+        "1 event(s) with business key 4712",
+        f"{dead['event_id']}  async · orders-notify · business key 4712",
+    ]
