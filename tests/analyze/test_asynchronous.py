@@ -1,9 +1,9 @@
 """Async lifecycles (tracekit.analyze.asynchronous) against the lab's truth.json and lambda-semantics §1.
 
 Every expectation comes from truth.json or is worked out by hand from the scenario and the documented
-semantics, never from the analyzer's output. Two things the logs cannot show shape the comparison:
-throttled attempts never reach a log stream (compared: truth attempts minus throttled ones), and an
-event throttled before a first attempt that succeeded reads as `succeeded`.
+semantics, never from the analyzer's output. Throttled attempts never reach a log stream, so attempts
+are compared with truth's attempts minus the throttled ones (truth, like the logs, does not count
+throttles as retries).
 """
 
 from __future__ import annotations
@@ -75,20 +75,6 @@ def attempts_by_id(run: LabAnalysis) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def visible_outcome(truth: dict[str, Any]) -> str:
-    """Truth's outcome as the logs can show it: a success after nothing but throttles is a first success."""
-    outcome: str = truth["outcome"]
-    if outcome == "succeeded_after_retry":
-        before = []
-        for attempt in truth["attempts"]:
-            if attempt["outcome"] == "success":
-                break
-            before.append(attempt["outcome"])
-        if all(o == "throttled" for o in before):
-            return "succeeded"
-    return outcome
-
-
 def is_visible(truth: dict[str, Any]) -> bool:
     """Whether any artifact shows the event: a logged attempt, or its DLQ message / on-failure record."""
     return bool(LabAnalysis.visible(truth["attempts"])) or truth["outcome"] in (
@@ -126,7 +112,7 @@ def assert_matches_truth(run: LabAnalysis, *, certain: bool = True) -> None:
         assert got["retries"] == max(len(seen) - 1, 0)
         # The contract's deliveries: attempts whose handler was reached, i.e. all but init failures.
         assert got["deliveries"] == sum(a["outcome"] != "init_error" for a in seen)
-        assert got["outcome"] == visible_outcome(expected), event_id
+        assert got["outcome"] == expected["outcome"], event_id
         assert got["duplicates"] == expected["duplicates"], event_id
         assert (got["duplicate_kind"] is None) == (expected["duplicates"] == 0)
         if certain:
@@ -190,11 +176,11 @@ def test_event_age_sample_matches_truth_with_throttles_invisible(lab_store: LabS
         )
         assert record == {"condition": "EventAgeExceeded", "approximate_invoke_count": 2}
         assert jsonio.loads(got["payload"])["acquirer"] == "eu-west-backup"
-    # pay-1003 (the third event) was throttled twice, then succeeded: truth calls that a success after
-    # retries, the logs show one successful attempt.
+    # pay-1003 (the third event) was throttled twice, then succeeded: throttles are not retries of the
+    # function (truth and logs agree), and the logs show one successful attempt.
     pay_1003 = run.truth["events"][2]
     assert [a["outcome"] for a in pay_1003["attempts"]] == ["throttled", "throttled", "success"]
-    assert pay_1003["outcome"] == "succeeded_after_retry"
+    assert pay_1003["outcome"] == "succeeded"
     got = events[pay_1003["event_id"]]
     assert (got["outcome"], got["attempts"], got["uncertain"]) == ("succeeded", 1, False)
     for expected in run.truth["events"]:
