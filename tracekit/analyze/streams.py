@@ -40,9 +40,12 @@ in_flight rest on the shard moving on alone: uncertain. DynamoDB records carry n
 `batch_retry` when one came in the same batch tree as the first success (a retry, a split, or a
 checkpoint re-ran it), `at_least_once` when only a later original batch re-read it.
 
-A failed invocation of the function that names no records (an init failure runs no handler, so no
-recorder line or logged event) may have been an attempt of any record in flight then: records whose
-lifecycle spans one are uncertain, as are those in a batch the recorder listed only in part.
+A failed invocation of the function that names no records (an "orphan": an init failure runs no
+handler, so it leaves no recorder line or logged event) may have been an attempt of a record whose
+lifecycle spans it, or the original batch (or a split) that the record's first logged batch came out
+of; splits and fresh reads look alike, so the first records each shard reads after an orphan, as many
+as its batch can hold (`batch_size` setting, else twice the biggest batch seen), are uncertain too.
+So are records in a batch the recorder listed only in part.
 
 Records known only from an on-failure record: an S3 destination's `payload` lists them; otherwise the
 record's first and last sequence numbers name two events (Kinesis `shardId:sequenceNumber`; DynamoDB
@@ -74,6 +77,7 @@ SETTINGS = f"""
 CREATE OR REPLACE TEMP TABLE tk_streams_settings AS
 SELECT function_name,
     max(TRY_CAST(value AS INTEGER)) FILTER (WHERE setting = 'maximum_retry_attempts') AS max_retries,
+    max(TRY_CAST(value AS INTEGER)) FILTER (WHERE setting = 'batch_size') AS batch_size,
     bool_or(lower(value) IN {TRUE_TEXT}) FILTER (WHERE setting = 'bisect_batch_on_function_error') AS bisect,
     bool_or(lower(value) IN {TRUE_TEXT}) FILTER (WHERE setting = 'report_batch_item_failures') AS rbif
 FROM {{settings}} GROUP BY function_name
@@ -412,15 +416,43 @@ orphans AS (
 payloads AS (
     SELECT function_name, source, seq_key, any_value(payload) AS payload
     FROM tk_streams_named WHERE payload IS NOT NULL GROUP BY ALL
+),
+ranked AS (
+    SELECT function_name, source, event_id, grp, first_start,
+        row_number() OVER (PARTITION BY grp ORDER BY first_start, seq_key) AS rn
+    FROM agg
+),
+reach AS (
+    -- How many records an orphan's batch can hold: the mapping's batch_size, else twice the biggest
+    -- batch seen (the orphan may be the parent of the biggest one seen).
+    SELECT b.function_name, coalesce(any_value(s.batch_size), 2 * max(coalesce(b.size, b.n_items))) AS most
+    FROM tk_streams_batch b LEFT JOIN tk_streams_settings s USING (function_name)
+    GROUP BY b.function_name
+),
+after_orphan AS (
+    -- A split and a fresh read look alike: the first records read after an orphan, as many as its
+    -- batch can hold, may have had it (or a batch tree grown from it) as their first attempts.
+    SELECT r.*, o.start_time AS orphan_before
+    FROM ranked r ASOF LEFT JOIN orphans o
+        ON o.function_name = r.function_name AND r.first_start > o.start_time
+),
+hidden AS (
+    SELECT a.function_name, a.source, a.event_id
+    FROM after_orphan a
+    ASOF LEFT JOIN ranked k ON k.grp = a.grp AND a.orphan_before > k.first_start
+    JOIN reach m ON m.function_name = a.function_name
+    WHERE a.orphan_before IS NOT NULL AND a.rn - coalesce(k.rn, 0) <= m.most
 )
 SELECT a.*, c.record_id AS destination_record_id, r.last_batch_start, s.max_retries, p.payload,
-    o.start_time AS orphan_start
+    -- An orphan during its lifecycle may have been one more attempt of it.
+    h.event_id IS NOT NULL OR o.start_time <= a.last_end AS orphaned
 FROM agg a
 LEFT JOIN covered c USING (function_name, source, event_id)
 LEFT JOIN shard_reach r USING (grp)
 LEFT JOIN tk_streams_settings s USING (function_name)
 LEFT JOIN payloads p ON p.function_name IS NOT DISTINCT FROM a.function_name AND p.source = a.source
     AND p.seq_key = a.seq_key
+LEFT JOIN hidden h USING (function_name, source, event_id)
 ASOF LEFT JOIN orphans o ON o.function_name = a.function_name AND o.start_time >= a.first_start;
 
 CREATE OR REPLACE TEMP TABLE tk_streams_fates AS
@@ -437,9 +469,9 @@ FROM (SELECT *, max_retries >= 0 AND node_tries > max_retries AS exhausted FROM 
 CREATE OR REPLACE TEMP TABLE tk_streams_item_events AS
 SELECT *,
     CASE
-        WHEN orphan_start IS NOT NULL AND orphan_start <= last_end THEN
-            'A failed invocation that names no batch (an init failure, say) ran during its lifecycle: '
-            || 'it may have been one more attempt.'
+        WHEN orphaned THEN
+            'A failed invocation that names no records (an init failure, say) ran during or just before '
+            || 'its lifecycle: it may have been one more attempt of it.'
         WHEN truncated THEN
             'A batch it was in held more records than the recorder listed, so the batch tree around it '
             || 'is partly guessed.'
