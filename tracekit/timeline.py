@@ -24,6 +24,9 @@ OUTCOME_STYLE = {
     "partial_failure": "yellow",
 }
 
+#: Longer payloads are cut in the terminal view (JSON output keeps them whole).
+PAYLOAD_CHARS = 2000
+
 NO_SINK = {
     "succeeded": "processed on the first attempt; nothing needed a failure record",
     "succeeded_after_retry": "processed after retries; nothing needed a failure record",
@@ -178,7 +181,11 @@ def _footer(event: dict[str, Any]) -> RenderableType:
     if event.get("payload") is not None:
         text.append("\nPayload: ", style="bold")
         payload = event["payload"]
-        text.append(payload if isinstance(payload, str) else jsonio.dumps(payload))
+        payload = payload if isinstance(payload, str) else jsonio.dumps(payload)
+        if len(payload) > PAYLOAD_CHARS:
+            rest = len(payload) - PAYLOAD_CHARS
+            payload = f"{payload[:PAYLOAD_CHARS]}… ({rest:,} more characters; --format json shows all)"
+        text.append(payload)
     return text
 
 

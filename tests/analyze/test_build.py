@@ -9,6 +9,7 @@ expected keys come from the scenario's payloads (order_id 4710, 4711, 4712, sent
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +458,48 @@ def test_the_key_option_is_a_value_a_path_or_both() -> None:
     assert split_key_option("$.note=a=b") == ("$.note", "a=b")
     with pytest.raises(ConfigError):
         split_key_option("$.a[x]=1")
+
+
+# ---------------------------------------------------------------------------- several sources in one store
+
+
+def test_one_store_with_async_sqs_and_stream_events_gives_each_its_lifecycle(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    truth_events: dict[str, dict[str, Any]] = {}
+    truth_batches: list[dict[str, Any]] = []
+    # Different seeds: the same seed would give two scenarios the same request ids and messageIds.
+    for scenario, seed in (("async-retries", 3), ("sqs-redrive", 5), ("dynamodb-partial-batch", 7)):
+        path = SCENARIOS / f"{scenario}.toml"
+        function = tomllib.loads(path.read_text())["function"]["name"]
+        out = tmp_path / scenario
+        run_scenario(path, out, seed=seed)
+        inputs = [out / d for d in ("logs", "destinations", "dlq") if (out / d).is_dir()]
+        ingest_paths(store, inputs, log_group=f"/aws/lambda/{function}")
+        truth = jsonio.loads((out / "truth.json").read_bytes())
+        truth_events.update({e["event_id"]: e for e in truth["events"]})
+        truth_batches += truth["batches"]
+    try:
+        report = analyze(store, Config())
+        events = {e["event_id"]: e for e in rows(store, "SELECT * FROM events")}
+        assert set(events) == set(truth_events)
+        for event_id, expected in truth_events.items():
+            visible = LabAnalysis.visible(expected["attempts"])
+            assert (events[event_id]["source"], events[event_id]["outcome"]) == (
+                expected["source"],
+                expected["outcome"],
+            ), event_id
+            attempts = rows(
+                store, "SELECT request_id FROM attempts WHERE event_id = ? ORDER BY attempt", [event_id]
+            )
+            assert [a["request_id"] for a in attempts] == [a["request_id"] for a in visible], event_id
+        assert set(report.outcomes) == {e["source"] for e in truth_events.values()}
+        # Every invoked batch, named by its request id, under the batch it was split from.
+        request_of = {b["batch_id"]: b["request_id"] for b in truth_batches}
+        expected_batches = {
+            (b["request_id"], request_of.get(b["parent_batch_id"])) for b in truth_batches if b["request_id"]
+        }
+        assert {(b["batch_id"], b["parent_batch_id"]) for b in rows(store, "SELECT * FROM batches")} == (
+            expected_batches
+        )
+    finally:
+        store.release()

@@ -49,7 +49,7 @@ def when(text: str) -> dt.datetime:
 class Lab:
     """A store with one ingested lab run and its truth."""
 
-    def __init__(self, root: Path, scenario: str, function: str) -> None:
+    def __init__(self, root: Path, scenario: str | Path, function: str) -> None:
         out = root / "lab"
         run_scenario(SCENARIOS / scenario, out, seed=1)
         self.store = root / "store"
@@ -341,6 +341,53 @@ def test_show_by_request_id_lists_the_events_of_that_invocation(tracekit_cli: Cl
     for timeline in shown["events"]:
         for batch in timeline["batches"]:
             assert f"{batch['batch_id']}  orders-queue " in text
+
+
+def test_show_puts_a_stream_record_under_the_batches_it_was_split_from(
+    tracekit_cli: CliRun, tmp_path: Path
+) -> None:
+    # The Kinesis bisect walk-through, with the recorder so the logs say which records each batch held.
+    text = (SCENARIOS / "kinesis-bisect-walkthrough.toml").read_text()
+    handler = (REPO / "samples" / "handlers" / "orders_stream.py").as_posix()
+    scenario = tmp_path / "bisect.toml"
+    scenario.write_text(
+        text.replace(
+            'handler = "../handlers/orders_stream.py:handler"',
+            f'handler = "{handler}:handler"\nrecorder = true',
+        )
+    )
+    lab = Lab(tmp_path, scenario, "orders-stream-processor")
+    truth_batches = {b["batch_id"]: b for b in lab.truth["batches"]}
+
+    def depth(batch_id: str) -> int:
+        parent = truth_batches[batch_id]["parent_batch_id"]
+        return 0 if parent is None else depth(parent) + 1
+
+    # The first record: in the original 10, the failing first half, and the 2 that succeeded.
+    first = min(lab.truth["events"], key=lambda e: int(e["event_id"].rsplit(":", 1)[1]))
+    chain: set[tuple[str, str | None, int]] = set()
+    for attempt in first["attempts"]:
+        node = attempt["batch_id"]
+        while node is not None:
+            parent = truth_batches[node]["parent_batch_id"]
+            parent_request = truth_batches[parent]["request_id"] if parent else None
+            chain.add((truth_batches[node]["request_id"], parent_request, depth(node)))
+            node = parent
+    assert max(d for _, _, d in chain) == 2
+    shown = json.loads(ok(tracekit_cli("show", first["event_id"], "--store", lab.store, "-f", "json")))
+    [timeline] = shown["events"]
+    assert {(b["batch_id"], b["parent_batch_id"], b["depth"]) for b in timeline["batches"]} == chain
+    assert [b["depth"] for b in timeline["batches"]] == sorted(b["depth"] for b in timeline["batches"])
+
+    tree = ok(tracekit_cli("show", first["event_id"], "--store", lab.store))
+    assert "Batches, under the batches they were split from" in tree
+    # Each batch is indented one level deeper than the batch it was split from.
+    lines = tree.splitlines()
+    for request_id, parent_request, _ in chain:
+        [line] = [line for line in lines if request_id in line and "──" in line]
+        if parent_request is not None:
+            [parent_line] = [line for line in lines if parent_request in line and "──" in line]
+            assert line.index("──") == parent_line.index("──") + 4
 
 
 @pytest.mark.parametrize("command", ["analyze", "events", "show"])

@@ -223,21 +223,31 @@ def _payload(text: str | None) -> Any:
 
 
 def _ancestry(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> list[dict[str, Any]]:
-    """The batches the event was in and every batch they were split from, roots first."""
+    """The batches the event was in (`batch_ids`, in attempt order) and every batch they were split
+    from: by depth, then in the order of the event's attempts under them."""
     if not batch_ids:
         return []
-    return _dicts(
+    batches = _dicts(
         con.execute(
             "WITH RECURSIVE chain(batch_id) AS ("
             "  SELECT unnest(?::VARCHAR[]) "
             "  UNION SELECT b.parent_batch_id FROM batches b JOIN chain c USING (batch_id) "
             "  WHERE b.parent_batch_id IS NOT NULL) "
             "SELECT *, list_contains(?::VARCHAR[], batch_id) AS contains_event FROM batches "
-            "WHERE batch_id IN (SELECT batch_id FROM chain) "
-            "ORDER BY depth, first_sequence_number, batch_id",
+            "WHERE batch_id IN (SELECT batch_id FROM chain)",
             [batch_ids, batch_ids],
         )
     )
+    # A batch ranks by the earliest attempt in it or in any batch split from it.
+    parent = {b["batch_id"]: b["parent_batch_id"] for b in batches}
+    rank: dict[str, int] = {}
+    for position, batch_id in enumerate(batch_ids):
+        node: str | None = batch_id
+        while node is not None and node not in rank:
+            rank[node] = position
+            node = parent.get(node)
+    batches.sort(key=lambda b: (b["depth"] or 0, rank.get(b["batch_id"], len(batch_ids)), b["batch_id"]))
+    return batches
 
 
 def _sinks(con: duckdb.DuckDBPyConnection, event: dict[str, Any]) -> list[dict[str, Any]]:
