@@ -220,13 +220,11 @@ def _config(path: Path | None) -> Config:
 
 def _up_to_date(st: Store, config: Config) -> None:
     """Rebuild the analysis when the store changed since it was built, saying so in one line."""
-    from tracekit.analyze.build import analyze as build_analysis
-    from tracekit.analyze.build import stale_reason
+    from tracekit.analyze.build import ensure_current
 
-    reason = stale_reason(st, config)
-    if reason is not None:
-        typer.echo(f"Analysis out of date ({reason}); rebuilding it.", err=True)
-        build_analysis(st, config)
+    ensure_current(
+        st, config, lambda reason: typer.echo(f"Analysis out of date ({reason}); rebuilding it.", err=True)
+    )
 
 
 @app.command()

@@ -244,11 +244,12 @@ def test_staleness_follows_the_committed_ingest_batches(retries: LabAnalysis, tm
     added = len(set(store.ingest_batches()) - built_from)
     assert added > 0
     assert is_stale(store)
-    assert (
-        stale_reason(store) == f"{added} new ingest batch{'es' if added != 1 else ''} since the last analysis"
-    )
+    reason = f"{added} new ingest batch{'es' if added != 1 else ''} since the last analysis"
+    assert stale_reason(store) == reason
 
-    assert ensure_current(store, Config()) is not None
+    announced: list[str] = []
+    assert ensure_current(store, Config(), announced.append) == reason
+    assert announced == [reason]
     assert not is_stale(store)
     ids = {r["event_id"] for r in rows(store, "SELECT event_id FROM events")}
     assert ids == set(retries.truth_events()) | {e["event_id"] for e in second["events"]}

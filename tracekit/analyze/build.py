@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,10 +132,13 @@ def is_stale(store: Store, config: Config | None = None) -> bool:
     return stale_reason(store, config) is not None
 
 
-def ensure_current(store: Store, config: Config) -> str | None:
-    """Rebuild the analysis when it is stale; returns why it was rebuilt, or None when it was current."""
+def ensure_current(store: Store, config: Config, announce: Callable[[str], None] | None = None) -> str | None:
+    """Rebuild the analysis when it is stale, first passing the reason to `announce` (a rebuild can
+    take a while); returns the reason, or None when the analysis was current."""
     reason = stale_reason(store, config)
     if reason is not None:
+        if announce is not None:
+            announce(reason)
         analyze(store, config)
     return reason
 
