@@ -395,8 +395,9 @@ def test_recorder_sources_other_than_batches(tmp_path: Path) -> None:
 
 
 def test_logged_events_in_each_shape(tmp_path: Path) -> None:
-    """A printed event (text, no request id: placed by time), a logging line with the JSON after the
-    request id, and JSON-format application records whose message is the event as text or as object."""
+    """A printed event (text, no request id: placed by time), Python and Node logging lines with the JSON
+    after the request id, and JSON-format application records whose message is the event as text or as
+    object."""
     logs = Logs(tmp_path)
     sqs_event = {"Records": [sqs_record("m-1", 1), sqs_record("m-2", 4, SequenceNumber="1888")]}
     logs.text_invocation(STREAM_A, RID1, 0, 50, jsonio.dumps(sqs_event) + "\n")
@@ -445,6 +446,9 @@ def test_logged_events_in_each_shape(tmp_path: Path) -> None:
             }
         ),
     )
+    rid5 = "55555555-5555-4555-8555-555555555555"
+    node_event = jsonio.dumps({"Records": [sqs_record("m-4", 1)]})
+    logs.text_invocation(STREAM_A, rid5, 200, 250, f"2026-11-22T09:00:00.201Z\t{rid5}\tINFO\t{node_event}\n")
     con = logs.analyse()
 
     assert item_rows(con) == [
@@ -479,6 +483,7 @@ def test_logged_events_in_each_shape(tmp_path: Path) -> None:
         (RID3, STREAM_B, "worker", "dynamodb", "e-1", None, "100", None, 0, 2, "logged_event"),
         (RID3, STREAM_B, "worker", "dynamodb", "e-2", None, "200", None, 1, 2, "logged_event"),
         (rid4, STREAM_B, "worker", "sqs", "m-3", "orders", None, 2, 0, 1, "logged_event"),
+        (rid5, STREAM_A, "worker", "sqs", "m-4", "orders", None, 1, 0, 1, "logged_event"),
     ]
     # Lambda never logs a handler's response: without the recorder there are no results.
     assert rows(con, "SELECT count(*) FROM item_results") == [(0,)]
@@ -493,8 +498,10 @@ def test_logged_fields(tmp_path: Path) -> None:
         RID1,
         0,
         50,
+        # a record that starts like the platform's ({"time": ...}) but is the application's
         jsonio.dumps(
             {
+                "time": iso(1),
                 "level": "INFO",
                 "message": "start",
                 "messageId": "m-2",

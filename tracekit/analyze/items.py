@@ -56,9 +56,12 @@ from tracekit.store.catalog import sql_str
 # or a Node line (a digit), is not one of the platform's JSON records, and contains one of these
 # words (JSON-escaped or not).
 _WANTED = ("tracekit", "Records", "messageId", "eventID", "equenceNumber")
+_PLATFORM_RECORD = (
+    """starts_with(message, '{"time":"') AND contains(left(message, 80), '"type":"platform.')"""
+)
 _WANTED_SQL = (
-    "(starts_with(message, '[') OR (message >= '0' AND message < ':') OR (starts_with(message, '{')"
-    ' AND NOT starts_with(message, \'{"time":"\'))) AND ('
+    "(starts_with(message, '[') OR (message >= '0' AND message < ':')"
+    f" OR (starts_with(message, '{{') AND NOT ({_PLATFORM_RECORD}))) AND ("
     + " OR ".join(f"contains(message, '{word}')" for word in _WANTED)
     + ")"
 )
@@ -302,7 +305,7 @@ FROM named
 
 FROM_FIELDS = r"""
 WITH fields AS (
-    SELECT c.rid, c.log_stream, c.function_name, c.ts, c.seq, l.f_message_id AS message_id,
+    SELECT c.line, c.rid, c.log_stream, c.function_name, c.ts, c.seq, l.f_message_id AS message_id,
         l.f_record_id AS record_id, l.f_shard AS shard_field, l.f_arn AS arn, l.f_seq AS seq_no,
         l.f_receive_count AS receive_count
     FROM tk_item_chosen c JOIN tk_item_lines l ON l.rowid = c.line
@@ -318,7 +321,7 @@ named AS (
     FROM fields
 ),
 identified AS (
-    SELECT rid, log_stream, function_name, source, ts, seq,
+    SELECT line, rid, log_stream, function_name, source, ts, seq,
         CASE source
             WHEN 'sqs' THEN message_id
             WHEN 'kinesis' THEN coalesce(record_id, shard_field || ':' || seq_no)
@@ -333,27 +336,28 @@ identified AS (
         CASE WHEN source = 'sqs' THEN receive_count END AS receive_count
     FROM named
 ),
--- grouped by 64-bit hashes of the keys: much cheaper than long text keys at millions of lines
+-- An item mentioned on several lines is listed once, from its first line. Grouped by 64-bit hashes
+-- with numbers as payload: text keys and payloads cost seconds at millions of lines.
 keyed AS (
     SELECT *, hash(rid, log_stream) AS invocation,
         hash(rid, log_stream, source, item_id, sequence_number) AS item_key
     FROM identified
 ),
-distinct_items AS (
-    SELECT item_key, any_value(invocation) AS invocation, any_value(rid) AS rid,
-        any_value(log_stream) AS log_stream, any_value(function_name) AS function_name,
-        any_value(source) AS source, any_value(item_id) AS item_id, any_value(shard_id) AS shard_id,
-        any_value(sequence_number) AS sequence_number, max(receive_count) AS receive_count,
-        min(ts) AS first_ts, min(seq) AS first_seq
+firsts AS (
+    SELECT item_key, any_value(invocation) AS invocation, arg_min(line, ts) AS line, min(ts) AS first_ts,
+        min(seq) AS first_seq, max(receive_count) AS receive_count, max(shard_id) AS shard_id
     FROM keyed
     GROUP BY item_key
+),
+ordered AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY invocation ORDER BY first_ts, first_seq, item_key) - 1 AS position,
+        count(*) OVER (PARTITION BY invocation) AS batch_size
+    FROM firsts
 )
-SELECT rid, log_stream, function_name, source, item_id, shard_id, sequence_number, receive_count,
-    row_number() OVER (PARTITION BY invocation ORDER BY first_ts, first_seq, item_id, sequence_number) - 1
-        AS position,
-    count(*) OVER (PARTITION BY invocation) AS batch_size,
-    'logged_fields' AS evidence
-FROM distinct_items
+SELECT k.rid, k.log_stream, k.function_name, k.source, k.item_id, o.shard_id, k.sequence_number,
+    o.receive_count, o.position, o.batch_size, 'logged_fields' AS evidence
+FROM ordered o JOIN keyed k ON k.line = o.line AND k.item_key = o.item_key
 """
 
 ITEMS = r"""
