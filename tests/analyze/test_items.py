@@ -920,7 +920,8 @@ def test_sqs_without_the_recorder(
 def test_streams_without_the_recorder(
     lab_store: Callable[..., Any], source: str, handler: str, log_format: str, evidence: str
 ) -> None:
-    """A poison record bisects its batch down to itself; a later batch fails once after the handler ran."""
+    """A poison record bisects its batch down to itself; a later record fails every attempt after the
+    handler logged it, until its retries run out."""
     lab = lab_store(
         STREAM_SCENARIO.replace("HANDLER", handler).replace("FORMAT", log_format).replace("SOURCE", source)
     )
