@@ -45,7 +45,7 @@ DEFAULT_MAXIMUM_EVENT_AGE_S = 21600
 RETRY_DELAYS_S = (60, 120)
 
 EMPTY_ITEMS = (
-    "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS function_name, "
+    "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS function_name, NULL::VARCHAR AS item_id, "
     "NULL::VARCHAR AS source, NULL::VARCHAR AS evidence WHERE false)"
 )
 EMPTY_SETTINGS = (
@@ -249,9 +249,33 @@ judged AS (
         greatest(successes, success_records) - 1 AS extra_successes
     FROM facts
 ),
+-- A function is known to be invoked asynchronously when one of its events was retried or reached a
+-- destination or DLQ, or tracekit.toml says so. When the store also holds redrive-DLQ messages that
+-- no invocation's items name, an SQS consumer exists whose batches nothing in the logs names, and an
+-- unproven function's invocations may be those batches rather than async events.
+orphan_dead_letters AS (
+    SELECT count(*) AS n FROM dead_letters d
+    WHERE d.kind = 'source_dlq'
+      AND NOT EXISTS (SELECT 1 FROM {items} i WHERE i.item_id = d.message_id)
+),
+proven AS (
+    SELECT DISTINCT function_name FROM judged
+    WHERE attempts > 1 OR success_records > 0 OR failure_record_id IS NOT NULL
+       OR dead_letter_message_id IS NOT NULL
+    UNION
+    SELECT function_name FROM {settings} WHERE setting = 'source' AND lower(value) = 'async'
+),
 reasons AS (
     SELECT *,
         concat_ws(' ',
+            CASE WHEN (SELECT n FROM orphan_dead_letters) > 0
+                  AND NOT EXISTS (SELECT 1 FROM proven p WHERE p.function_name = judged.function_name)
+            THEN format(
+                'Nothing shows that {{}} is invoked asynchronously (no retry, destination record or DLQ '
+                || 'message), and redrive-DLQ messages in the store come from an SQS consumer whose '
+                || 'batches no log names: these invocations may be its batches, not events. Set source '
+                || 'in tracekit.toml to say which.', coalesce(function_name, 'the function'))
+            END,
             CASE WHEN outcome = 'in_flight' AND last_outcome = 'unknown' THEN
                 'Its last attempt has no REPORT line in the logs: it may still have been running.'
             END,
