@@ -504,3 +504,38 @@ def test_one_store_with_async_sqs_and_stream_events_gives_each_its_lifecycle(tmp
         )
     finally:
         store.release()
+
+
+CLIENT_RETRY = """
+name = "client-retry"
+start = "2026-11-22T09:00:00Z"
+[function]
+name = "orders-notify"
+handler = "{samples}/orders_notify.py:handler"
+[source]
+type = "async"
+[destinations]
+on_success = "sqs:orders-notify-success"
+[[events]]
+payload = { order_id = 4711, email = "a@example.com" }
+[[events]]
+at = 5
+payload = { order_id = 4712, email = "b@example.com" }
+[[events]]
+at = 10
+payload = { order_id = 4711, email = "a@example.com" }
+"""
+
+
+def test_the_same_business_key_under_another_event_id_is_a_client_retry(
+    lab_store: LabStore, tmp_path: Path
+) -> None:
+    run = lab_store(CLIENT_RETRY, modules=())
+    config = write_config(tmp_path / "tracekit.toml", '[functions.orders-notify]\nkey = "$.order_id"\n')
+    analyze(run.store, config)
+    got = {r["event_id"]: r for r in rows(run.store, "SELECT * FROM events")}
+    first, other, again = (e["event_id"] for e in run.truth["events"])  # in the order they were sent
+    assert (got[again]["duplicate_kind"], got[again]["duplicate_of"]) == ("client_retry", first)
+    assert got[again]["duplicates"] == 0  # its own event id was delivered once
+    for event_id in (first, other):
+        assert (got[event_id]["duplicate_kind"], got[event_id]["duplicate_of"]) == (None, None)

@@ -25,7 +25,7 @@ from tracekit.store.catalog import Generation, Store, sql_str
 from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
 
 #: Bumped when the analysis tables change meaning or shape: older generations are then rebuilt.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 #: Run in this order: items first, the lifecycle modules read its tables.
 SOURCE_MODULES = ("items", "asynchronous", "sqs", "streams")
@@ -34,7 +34,7 @@ SOURCE_MODULES = ("items", "asynchronous", "sqs", "streams")
 SOURCES = ("async", "sqs", "streams", "kinesis", "dynamodb")
 
 #: Columns this module adds; the source modules do not produce them.
-DERIVED_COLUMNS = frozenset({"business_key"})
+DERIVED_COLUMNS = frozenset({"business_key", "duplicate_of"})
 
 #: Row order in the Parquet files, so the same store always gives the same files.
 ORDER = {
@@ -184,8 +184,24 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
     for table in ANALYSIS_SCHEMAS:
         select = union_sql(con, table)
         if table == "events":
-            select = with_business_key(select, config)
+            select = client_retries(with_business_key(select, config))
         generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
+
+
+def client_retries(events_sql: str) -> str:
+    """Mark an event `client_retry` when an earlier event of the same function carried the same
+    business key under another event id (a client sent it again); `duplicate_of` names that first
+    event. `duplicates` keeps counting deliveries of this event id only."""
+    first = (
+        "first_value(event_id) OVER (PARTITION BY function_name, business_key "
+        "ORDER BY first_seen NULLS LAST, event_id)"
+    )
+    return (
+        f"SELECT * REPLACE ("
+        f"CASE WHEN business_key IS NOT NULL AND {first} <> event_id THEN {first} END AS duplicate_of, "
+        f"CASE WHEN duplicate_kind IS NULL AND business_key IS NOT NULL AND {first} <> event_id "
+        f"THEN 'client_retry' ELSE duplicate_kind END AS duplicate_kind) FROM ({events_sql})"
+    )
 
 
 def _summarise(con: duckdb.DuckDBPyConnection, generation: Generation, batches: list[int]) -> AnalyzeReport:

@@ -166,6 +166,7 @@ EVENTS = pa.schema(
         ("destination_record_id", STR),
         ("dead_letter_message_id", STR),
         ("business_key", STR),
+        ("duplicate_of", STR),
         ("evidence", STR),
         ("uncertain", BOOL),
         ("uncertain_reason", STR),
