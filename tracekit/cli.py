@@ -19,8 +19,8 @@ from tracekit.errors import TracekitError
 from tracekit.render import Format
 
 if TYPE_CHECKING:
-    from tracekit.analyze.audit import AuditReport
     from tracekit.analyze.keys import Config
+    from tracekit.analyze.report import Report
     from tracekit.store import Store
 
 app = typer.Typer(
@@ -378,97 +378,89 @@ def show(
         print_timelines(matched_by, event, timelines)
 
 
-class AuditFormat(StrEnum):
-    """Output formats of `tracekit audit`."""
+class ReportFormat(StrEnum):
+    """Output formats of `tracekit report`."""
 
-    TABLE = "table"
+    TEXT = "text"
     JSON = "json"
+    HTML = "html"
 
 
 @app.command()
-def audit(
+def report(
     store: StoreOption = Path(DEFAULT_STORE),
+    function: Annotated[str | None, typer.Option("--function", help="Only this function.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.TEXT,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file (replaced).")
+    ] = None,
+    worst: Annotated[int, typer.Option("--worst", min=1, help="Worst events listed per function.")] = 10,
     config: ConfigOption = None,
-    fmt: Annotated[AuditFormat, typer.Option("--format", "-f", help="Output format.")] = AuditFormat.TABLE,
 ) -> None:
-    """Flag settings that Lambda's failure semantics make dangerous: events dropped with no DLQ or
-    destination, retries that cannot happen, SQS messages processed twice or dead-lettered too soon,
-    stream shards blocked by one bad record.
+    """Per function: events, outcomes, retries, duplicates, dropped events, duration percentiles,
+    timeouts, out-of-memory kills, cold starts, top errors and the worst events.
 
-    Settings come from tracekit.toml; where it is silent, from what the store shows (dead letters,
-    on-failure records, dropped events, split batches). Each finding says which it rests on; rules
-    neither can decide are listed as not checked, with the settings that would decide them.
+    HTML: one self-contained file, with the worst events' attempts and the outcomes over time.
 
-    Example: tracekit audit
-             tracekit audit --config tracekit.toml -f json
+    Example: tracekit report
+             tracekit report --function orders-notify -f json
+             tracekit report -f html -o report.html
     """
-    from tracekit.analyze import audit as auditing
+    from tracekit.analyze.report import build_report
     from tracekit.store import Store
 
     with user_errors():
         settings = _config(config)
-        auditing.configured_settings(settings)  # a bad value fails now, not after a rebuild
-        if not store.exists():
-            if settings.path is None:
-                raise TracekitError(
-                    "nothing to audit: no tracekit store and no tracekit.toml",
-                    str(store),
-                    "Ingest Lambda artifacts with `tracekit ingest`, or describe the functions in "
-                    "tracekit.toml (--config)",
-                )
-            typer.echo(f"No store at {store}: auditing {settings.path} alone.", err=True)
-            result = auditing.audit_configuration(settings)
+        with Store.open(store) as st:
+            _up_to_date(st, settings)
+            data = build_report(st, function=function, worst=worst)
+        if output is None:
+            _print_report(data, fmt)
         else:
-            with Store.open(store) as st:
-                _up_to_date(st, settings)
-                con = st.connect()
-                try:
-                    result = auditing.audit(con, settings)
-                finally:
-                    con.close()
-    if fmt is AuditFormat.JSON:
-        typer.echo(jsonio.dumps(result.as_dict()))
+            size = _write_report(data, fmt, output)
+            typer.echo(f"Wrote {output} ({size:,} bytes, {len(data.functions)} function(s))", err=True)
+
+
+def _print_report(data: Report, fmt: ReportFormat) -> None:
+    if fmt is ReportFormat.JSON:
+        typer.echo(jsonio.dumps(data.to_dict()))
+    elif fmt is ReportFormat.HTML:
+        from tracekit.report_html import render_html
+
+        typer.echo(render_html(data), nl=False)
     else:
-        _print_audit(result)
+        from tracekit.report_text import print_report
+
+        print_report(data)
 
 
-def _print_audit(result: AuditReport) -> None:
-    """The findings as a table, each one's why and fix under it, then the rules left unchecked."""
-    import textwrap
+def _write_report(data: Report, fmt: ReportFormat, output: Path) -> int:
+    """Write the report next to `output`, then move it into place: a reader never sees half a file."""
+    import io
 
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from tracekit.errors import first_line
 
-    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    audited = ", ".join(f"{f['function']} ({f['source'] or 'source unknown'})" for f in result.functions)
-    console.print(f"Audited {len(result.functions)} function(s): {audited or 'none'}", markup=False)
-    if not result.findings:
-        console.print("No dangerous settings found.")
+    if fmt is ReportFormat.JSON:
+        text = jsonio.dumps(data.to_dict()) + "\n"
+    elif fmt is ReportFormat.HTML:
+        from tracekit.report_html import render_html
+
+        text = render_html(data)
     else:
-        console.print(f"{len(result.findings)} finding(s):")
-        table = Table()
-        for column in ("#", "severity", "function", "rule", "value", "basis"):
-            table.add_column(column, overflow="fold")
-        for n, f in enumerate(result.findings, 1):
-            table.add_row(*(Text(str(v)) for v in (n, f.severity, f.function, f.rule, f.value, f.basis)))
-        console.print(table)
-        for n, f in enumerate(result.findings, 1):
-            console.print(f"{n}. {f.function}: {f.rule}", markup=False)
-            for line in (f"Why: {f.why}", f"Fix: {f.fix}", f"See: {' '.join(f.references)}"):
-                # Wrapped here, not by rich, so URLs stay whole and lines carry no trailing blanks.
-                wrapped = textwrap.fill(
-                    line, console.width, initial_indent="   ", subsequent_indent="   ", break_long_words=False
-                )
-                console.print(wrapped, markup=False, soft_wrap=True)
-    if result.unchecked:
-        console.print("Not checked: the settings in tracekit.toml that would decide these rules")
-        table = Table()
-        for column in ("function", "source", "rule", "needs"):
-            table.add_column(column, overflow="fold")
-        for u in result.unchecked:
-            table.add_row(*(Text(v) for v in (u.function, u.source or "", u.rule, ", ".join(u.needs))))
-        console.print(table)
+        from tracekit.report_text import print_report
+
+        buffer = io.StringIO()
+        print_report(data, file=buffer)
+        text = buffer.getvalue()
+    body = text.encode("utf-8")
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        partial.write_bytes(body)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise TracekitError("cannot write the report", str(output), first_line(exc)) from None
+    return len(body)
 
 
 lab_app = typer.Typer(
