@@ -19,6 +19,7 @@ from tracekit.errors import TracekitError
 from tracekit.render import Format
 
 if TYPE_CHECKING:
+    from tracekit.analyze.audit import AuditReport
     from tracekit.analyze.keys import Config
     from tracekit.analyze.report import Report
     from tracekit.store import Store
@@ -461,6 +462,99 @@ def _write_report(data: Report, fmt: ReportFormat, output: Path) -> int:
         partial.unlink(missing_ok=True)
         raise TracekitError("cannot write the report", str(output), first_line(exc)) from None
     return len(body)
+
+
+class AuditFormat(StrEnum):
+    """Output formats of `tracekit audit`."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+@app.command()
+def audit(
+    store: StoreOption = Path(DEFAULT_STORE),
+    config: ConfigOption = None,
+    fmt: Annotated[AuditFormat, typer.Option("--format", "-f", help="Output format.")] = AuditFormat.TABLE,
+) -> None:
+    """Flag settings that Lambda's failure semantics make dangerous: events dropped with no DLQ or
+    destination, retries that cannot happen, SQS messages processed twice or dead-lettered too soon,
+    stream shards blocked by one bad record.
+
+    Settings come from tracekit.toml; where it is silent, from what the store shows (dead letters,
+    on-failure records, dropped events, split batches). Each finding says which it rests on; rules
+    neither can decide are listed as not checked, with the settings that would decide them.
+
+    Example: tracekit audit
+             tracekit audit --config tracekit.toml -f json
+    """
+    from tracekit.analyze import audit as auditing
+    from tracekit.store import Store
+
+    with user_errors():
+        settings = _config(config)
+        auditing.configured_settings(settings)  # a bad value fails now, not after a rebuild
+        if not store.exists():
+            if settings.path is None:
+                raise TracekitError(
+                    "nothing to audit: no tracekit store and no tracekit.toml",
+                    str(store),
+                    "Ingest Lambda artifacts with `tracekit ingest`, or describe the functions in "
+                    "tracekit.toml (--config)",
+                )
+            typer.echo(f"No store at {store}: auditing {settings.path} alone.", err=True)
+            result = auditing.audit_configuration(settings)
+        else:
+            with Store.open(store) as st:
+                _up_to_date(st, settings)
+                con = st.connect()
+                try:
+                    result = auditing.audit(con, settings)
+                finally:
+                    con.close()
+    if fmt is AuditFormat.JSON:
+        typer.echo(jsonio.dumps(result.as_dict()))
+    else:
+        _print_audit(result)
+
+
+def _print_audit(result: AuditReport) -> None:
+    """The findings as a table, each one's why and fix under it, then the rules left unchecked."""
+    import textwrap
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+    audited = ", ".join(f"{f['function']} ({f['source'] or 'source unknown'})" for f in result.functions)
+    console.print(f"Audited {len(result.functions)} function(s): {audited or 'none'}", markup=False)
+    if not result.findings:
+        console.print("No dangerous settings found.")
+    else:
+        console.print(f"{len(result.findings)} finding(s):")
+        table = Table()
+        for column in ("#", "severity", "function", "rule", "value", "basis"):
+            table.add_column(column, overflow="fold")
+        for n, f in enumerate(result.findings, 1):
+            table.add_row(*(Text(str(v)) for v in (n, f.severity, f.function, f.rule, f.value, f.basis)))
+        console.print(table)
+        for n, f in enumerate(result.findings, 1):
+            console.print(f"{n}. {f.function}: {f.rule}", markup=False)
+            for line in (f"Why: {f.why}", f"Fix: {f.fix}", f"See: {' '.join(f.references)}"):
+                # Wrapped here, not by rich, so URLs stay whole and lines carry no trailing blanks.
+                wrapped = textwrap.fill(
+                    line, console.width, initial_indent="   ", subsequent_indent="   ", break_long_words=False
+                )
+                console.print(wrapped, markup=False, soft_wrap=True)
+    if result.unchecked:
+        console.print("Not checked: the settings in tracekit.toml that would decide these rules")
+        table = Table()
+        for column in ("function", "source", "rule", "needs"):
+            table.add_column(column, overflow="fold")
+        for u in result.unchecked:
+            table.add_row(*(Text(v) for v in (u.function, u.source or "", u.rule, ", ".join(u.needs))))
+        console.print(table)
 
 
 lab_app = typer.Typer(

@@ -51,7 +51,7 @@ def test_the_tour_runs_on_the_samples(tmp_path: Path) -> None:
 
 def test_every_command_is_in_the_readme() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    assert names == {"ingest", "sql", "demo", "analyze", "events", "show", "report"}
+    assert names == {"ingest", "sql", "demo", "analyze", "events", "show", "report", "audit"}
     for name in names:
         assert f"### `tracekit {name}" in README
     groups = {g.typer_instance.info.name: g.typer_instance for g in app.registered_groups}
