@@ -17,6 +17,8 @@ demo: $(BIN)/tracekit
 test: $(BIN)/tracekit
 	$(BIN)/ruff check tracekit tests
 	$(BIN)/mypy
+# tests/e2e/test_report_html.py renders the HTML report in headless Chromium (Debian's package; run as root)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/pytest -q
 
 bench: $(BIN)/tracekit
