@@ -184,7 +184,10 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
     for table in ANALYSIS_SCHEMAS:
         select = union_sql(con, table)
         if table == "events":
-            select = client_retries(with_business_key(select, config))
+            select = with_business_key(select, config)
+            # Without key paths every business key is NULL and no event can be a client retry.
+            if config.key_paths():
+                select = client_retries(select)
         generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
 
 
@@ -192,9 +195,11 @@ def client_retries(events_sql: str) -> str:
     """Mark an event `client_retry` when an earlier event of the same function carried the same
     business key under another event id (a client sent it again); `duplicate_of` names that first
     event. `duplicates` keeps counting deliveries of this event id only."""
+    # Events without a key each get a partition of their own: together they would make one partition
+    # as big as the table, sorted by one thread, for a value nobody reads.
     first = (
-        "first_value(event_id) OVER (PARTITION BY function_name, business_key "
-        "ORDER BY first_seen NULLS LAST, event_id)"
+        "first_value(event_id) OVER (PARTITION BY function_name, business_key, "
+        "CASE WHEN business_key IS NULL THEN event_id END ORDER BY first_seen NULLS LAST, event_id)"
     )
     return (
         f"SELECT * REPLACE ("
