@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,24 @@ SOURCES = ("async", "sqs", "streams", "kinesis", "dynamodb")
 
 #: Columns this module adds; the source modules do not produce them.
 DERIVED_COLUMNS = frozenset({"business_key", "duplicate_of"})
+
+#: The columns of `invocations` the source modules read (a module that reads another adds it here).
+INVOCATION_COLUMNS = (
+    "request_id",
+    "attempt",
+    "function_name",
+    "log_group",
+    "log_stream",
+    "stream_key",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "init_duration_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "cold_start",
+)
 
 #: Row order in the Parquet files, so the same store always gives the same files.
 ORDER = {
@@ -148,9 +167,33 @@ def ensure_current(store: Store, config: Config, announce: Callable[[str], None]
 
 def _run_modules(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     create_function_settings(con, config)
-    for name in SOURCE_MODULES:
-        module: Any = importlib.import_module(f"tracekit.analyze.{name}")
-        module.build(con)
+    with _invocations_once(con):
+        for name in SOURCE_MODULES:
+            module: Any = importlib.import_module(f"tracekit.analyze.{name}")
+            module.build(con)
+
+
+@contextmanager
+def _invocations_once(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """While the modules run, `invocations` is a temp table of the columns they read.
+
+    The view keeps only each log stream's latest derivation and numbers attempts, with two window
+    functions over the whole table on every scan; the modules scan it several times. The table is
+    dropped and the view restored afterwards, so the writing steps get the memory back.
+    """
+    [view] = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE temporary AND view_name = 'invocations'"
+    ).fetchone() or (None,)
+    columns = ", ".join(INVOCATION_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tk_invocations AS SELECT {columns} FROM invocations")
+    con.execute("CREATE OR REPLACE TEMP VIEW invocations AS SELECT * FROM tk_invocations")
+    try:
+        yield
+    finally:
+        con.execute("DROP VIEW invocations")
+        con.execute("DROP TABLE tk_invocations")
+        if view is not None:
+            con.execute(view)
 
 
 def _present(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
