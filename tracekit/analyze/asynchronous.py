@@ -71,16 +71,32 @@ forced_async AS (
 batch_requests AS (
     SELECT DISTINCT request_id FROM {items} WHERE source IN {sources} AND request_id IS NOT NULL
 ),
-async_invocations AS (
+-- Inlined into both branches below: scanning twice is cheaper than buffering every invocation. The
+-- membership tests are uncorrelated (a NULL function name is in no set) so that no row is buffered.
+async_invocations AS NOT MATERIALIZED (
     SELECT i.* FROM invocations i
     WHERE i.request_id IS NOT NULL
       AND (i.function_name IN (SELECT function_name FROM forced_async)
-           OR (NOT EXISTS (SELECT 1 FROM batch_sourced b WHERE b.function_name = i.function_name)
-               AND NOT EXISTS (SELECT 1 FROM batch_requests r WHERE r.request_id = i.request_id)))
+           OR (NOT coalesce(i.function_name IN (SELECT function_name FROM batch_sourced), false)
+               AND NOT coalesce(i.request_id IN (SELECT request_id FROM batch_requests), false)))
+),
+-- Most request ids have one invocation: only the others need a window to number their attempts (a
+-- request id whose invocations all have attempt 1 has exactly one).
+retried AS (
+    SELECT DISTINCT request_id FROM invocations WHERE attempt > 1 AND request_id IS NOT NULL
+),
+numbered AS (
+    SELECT *, row_number() OVER w AS number, lag(end_time) OVER w AS previous_end
+    FROM async_invocations WHERE request_id IN (SELECT request_id FROM retried)
+    WINDOW w AS (PARTITION BY request_id ORDER BY start_time NULLS LAST, attempt, log_stream)
+),
+single AS (
+    SELECT *, 1 AS number, NULL::TIMESTAMP AS previous_end
+    FROM async_invocations WHERE request_id NOT IN (SELECT request_id FROM retried)
 )
 SELECT
     CAST(request_id AS VARCHAR) AS event_id,
-    CAST(row_number() OVER w AS INTEGER) AS attempt,
+    CAST(number AS INTEGER) AS attempt,
     CAST(request_id AS VARCHAR) AS request_id,
     CAST(log_stream AS VARCHAR) AS log_stream,
     CAST(start_time AS TIMESTAMP) AS start_time,
@@ -89,15 +105,14 @@ SELECT
     CAST(status AS VARCHAR) AS outcome,
     CAST(error_type AS VARCHAR) AS error_type,
     CAST(error_message AS VARCHAR) AS error_message,
-    CAST(date_diff('microsecond', lag(end_time) OVER w, start_time) / 1000.0 AS DOUBLE) AS gap_ms,
+    CAST(date_diff('microsecond', previous_end, start_time) / 1000.0 AS DOUBLE) AS gap_ms,
     CAST(NULL AS VARCHAR) AS batch_id,
     CAST(cold_start AS BOOLEAN) AS cold_start,
     CAST(function_name AS VARCHAR) AS function_name,
     CAST('async' AS VARCHAR) AS source,
     -- Not in the contract: what the event step needs to find the function's newest log event.
     CAST(log_group AS VARCHAR) AS log_group
-FROM async_invocations
-WINDOW w AS (PARTITION BY request_id ORDER BY start_time NULLS LAST, attempt, log_stream)
+FROM (SELECT * FROM numbered UNION ALL BY NAME SELECT * FROM single)
 """
 
 EVENTS = """
@@ -108,7 +123,34 @@ WITH settings AS (
         max(TRY_CAST(value AS DOUBLE)) FILTER (WHERE setting = 'maximum_event_age_s') AS max_age_s
     FROM {settings} GROUP BY function_name
 ),
-tries AS (
+-- Most events have one attempt: its row is its summary. Only the others are grouped.
+retried AS (
+    SELECT DISTINCT event_id FROM async_attempts WHERE attempt > 1
+),
+single_tries AS (
+    SELECT event_id, function_name,
+        1 AS attempts,
+        CASE WHEN outcome <> 'init_error' THEN 1 ELSE 0 END AS deliveries,
+        CASE WHEN outcome = 'success' THEN 1 ELSE 0 END AS successes,
+        CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END AS failures,
+        start_time AS first_start,
+        coalesce(end_time, start_time) AS last_end,
+        outcome AS last_outcome,
+        coalesce(end_time, start_time) AS last_attempt_end,
+        CASE WHEN outcome <> 'success' THEN error_type END AS error_type,
+        CASE WHEN outcome <> 'success' THEN error_message END AS error_message,
+        CASE WHEN outcome = 'success' AND coalesce(end_time, start_time) IS NOT NULL THEN attempt END
+            AS first_success,
+        CASE WHEN outcome = 'success' THEN attempt END AS last_success,
+        false AS failed_before_first_success,
+        false AS failed_before_last_success
+    FROM async_attempts
+    WHERE attempt = 1 AND event_id NOT IN (SELECT event_id FROM retried)
+),
+retried_attempts AS (
+    SELECT * FROM async_attempts WHERE event_id IN (SELECT event_id FROM retried)
+),
+retried_tries AS (
     SELECT event_id,
         any_value(function_name) AS function_name,
         count(*) AS attempts,
@@ -124,7 +166,7 @@ tries AS (
         arg_min(attempt, coalesce(end_time, start_time)) FILTER (WHERE outcome = 'success')
             AS first_success,
         max(attempt) FILTER (WHERE outcome = 'success') AS last_success
-    FROM async_attempts GROUP BY event_id
+    FROM retried_attempts GROUP BY event_id
 ),
 -- How each failure stands to the successes: the service learns an attempt's outcome when it ends.
 order_of_failures AS (
@@ -133,12 +175,18 @@ order_of_failures AS (
                 OR (coalesce(a.end_time, a.start_time) = coalesce(s.end_time, s.start_time)
                     AND a.attempt < s.attempt)) AS failed_before_first_success,
         bool_or(a.attempt < l.attempt) AS failed_before_last_success
-    FROM async_attempts a
-    JOIN tries t ON t.event_id = a.event_id
-    JOIN async_attempts s ON s.event_id = a.event_id AND s.attempt = t.first_success
-    JOIN async_attempts l ON l.event_id = a.event_id AND l.attempt = t.last_success
+    FROM retried_attempts a
+    JOIN retried_tries t ON t.event_id = a.event_id
+    JOIN retried_attempts s ON s.event_id = a.event_id AND s.attempt = t.first_success
+    JOIN retried_attempts l ON l.event_id = a.event_id AND l.attempt = t.last_success
     WHERE a.outcome <> 'success'
     GROUP BY a.event_id
+),
+tries AS (
+    SELECT * FROM single_tries
+    UNION ALL
+    SELECT t.*, coalesce(o.failed_before_first_success, false), coalesce(o.failed_before_last_success, false)
+    FROM retried_tries t LEFT JOIN order_of_failures o USING (event_id)
 ),
 newest_log AS (
     SELECT g.function_name, max(e."timestamp") AS newest
@@ -175,33 +223,38 @@ dead AS (
     WHERE kind = 'async_dlq' AND request_id IS NOT NULL
     GROUP BY request_id
 ),
+-- The function the attempts name (tries.function_name) for the few events a record or a DLQ message
+-- names; read from the attempts so that `tries` has one reader and is never buffered.
+sunk_function AS (
+    SELECT event_id, function_name FROM retried_tries
+    UNION ALL
+    SELECT event_id, function_name FROM async_attempts
+    WHERE attempt = 1 AND event_id NOT IN (SELECT event_id FROM retried)
+      AND event_id IN (SELECT request_id FROM records UNION ALL SELECT request_id FROM dead)
+),
 -- A DLQ message names no function: take the one whose other events reached the same queue.
 dlq_function AS (
     SELECT d.dlq, CASE WHEN count(DISTINCT t.function_name) = 1 THEN any_value(t.function_name) END
         AS function_name
-    FROM dead d JOIN tries t ON t.event_id = d.request_id
+    FROM dead d JOIN sunk_function t ON t.event_id = d.request_id
     GROUP BY d.dlq
 ),
+-- Grouped over all items: only async events' request ids find theirs in the join below.
 item_evidence AS (
     SELECT request_id, list(DISTINCT evidence) AS kinds FROM {items}
-    WHERE request_id IN (SELECT event_id FROM tries) AND evidence IS NOT NULL
+    WHERE evidence IS NOT NULL
     GROUP BY request_id
 ),
-ids AS (
-    SELECT event_id FROM tries
-    UNION SELECT request_id FROM records
-    UNION SELECT request_id FROM dead
-),
 facts AS (
-    SELECT ids.event_id,
+    SELECT coalesce(t.event_id, r.request_id, d.request_id) AS event_id,
         coalesce(t.function_name, r.function_name, df.function_name) AS function_name,
         coalesce(t.attempts, 0) AS attempts,
         coalesce(t.deliveries, 0) AS deliveries,
         coalesce(t.successes, 0) AS successes,
         coalesce(t.failures, 0) AS failures,
         t.first_start, t.last_end, t.last_outcome, t.last_attempt_end,
-        coalesce(o.failed_before_first_success, false) AS failed_before_first_success,
-        coalesce(o.failed_before_last_success, false) AS failed_before_last_success,
+        coalesce(t.failed_before_first_success, false) AS failed_before_first_success,
+        coalesce(t.failed_before_last_success, false) AS failed_before_last_success,
         coalesce(r.success_records, 0) AS success_records, r.success_count, r.success_record_id,
         r.failure_record_id, r.failure_count,
         least(t.first_start, r.first_ts, d.first_ts) AS first_seen,
@@ -221,13 +274,12 @@ facts AS (
         t.last_attempt_end + to_seconds(CASE WHEN t.failures <= 1 THEN {delay_1} ELSE {delay_2} END)
             AS next_retry,
         n.newest
-    FROM ids
-    LEFT JOIN tries t ON t.event_id = ids.event_id
-    LEFT JOIN order_of_failures o ON o.event_id = ids.event_id
-    LEFT JOIN records r ON r.request_id = ids.event_id
-    LEFT JOIN dead d ON d.request_id = ids.event_id
+    -- Every event id once: from its attempts, its destination records or its DLQ messages.
+    FROM tries t
+    FULL JOIN records r ON r.request_id = t.event_id
+    FULL JOIN dead d ON d.request_id = coalesce(t.event_id, r.request_id)
     LEFT JOIN dlq_function df ON df.dlq = d.dlq
-    LEFT JOIN item_evidence ie ON ie.request_id = ids.event_id
+    LEFT JOIN item_evidence ie ON ie.request_id = coalesce(t.event_id, r.request_id, d.request_id)
     LEFT JOIN settings s ON s.function_name = coalesce(t.function_name, r.function_name, df.function_name)
     LEFT JOIN newest_log n ON n.function_name = t.function_name
 ),
@@ -258,10 +310,20 @@ orphan_dead_letters AS (
     WHERE d.kind = 'source_dlq'
       AND NOT EXISTS (SELECT 1 FROM {items} i WHERE i.item_id = d.message_id)
 ),
+-- The events that prove it (more than one attempt, a destination record or a DLQ message), each with
+-- the function facts.function_name gives it; from the few such events, so that `judged` has one reader.
+proof AS (
+    SELECT event_id FROM retried
+    UNION SELECT request_id FROM records WHERE success_records > 0 OR failure_record_id IS NOT NULL
+    UNION SELECT request_id FROM dead WHERE message_id IS NOT NULL
+),
 proven AS (
-    SELECT DISTINCT function_name FROM judged
-    WHERE attempts > 1 OR success_records > 0 OR failure_record_id IS NOT NULL
-       OR dead_letter_message_id IS NOT NULL
+    SELECT DISTINCT coalesce(t.function_name, r.function_name, df.function_name) AS function_name
+    FROM proof p
+    LEFT JOIN sunk_function t ON t.event_id = p.event_id
+    LEFT JOIN records r ON r.request_id = p.event_id
+    LEFT JOIN dead d ON d.request_id = p.event_id
+    LEFT JOIN dlq_function df ON df.dlq = d.dlq
     UNION
     SELECT function_name FROM {settings} WHERE setting = 'source' AND lower(value) = 'async'
 ),
@@ -269,7 +331,7 @@ reasons AS (
     SELECT *,
         concat_ws(' ',
             CASE WHEN (SELECT n FROM orphan_dead_letters) > 0
-                  AND NOT EXISTS (SELECT 1 FROM proven p WHERE p.function_name = judged.function_name)
+                  AND NOT coalesce(judged.function_name IN (SELECT function_name FROM proven), false)
             THEN format(
                 'Nothing shows that {{}} is invoked asynchronously (no retry, destination record or DLQ '
                 || 'message), and redrive-DLQ messages in the store come from an SQS consumer whose '
