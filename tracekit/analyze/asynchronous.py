@@ -52,8 +52,9 @@ EMPTY_SETTINGS = (
     "(SELECT NULL::VARCHAR AS function_name, NULL::VARCHAR AS setting, NULL::VARCHAR AS value WHERE false)"
 )
 
-ATTEMPTS = """
-CREATE OR REPLACE TEMP TABLE async_attempts AS
+# The invocations of async events (a view: each reader below scans the invocations with this filter).
+ASYNC_INVOCATIONS = """
+CREATE OR REPLACE TEMP VIEW tk_async_invocations AS
 WITH batch_sourced AS (
     SELECT function_name FROM {items}
     WHERE source IN {sources} AND function_name IS NOT NULL
@@ -71,19 +72,30 @@ forced_async AS (
 batch_requests AS (
     SELECT DISTINCT request_id FROM {items} WHERE source IN {sources} AND request_id IS NOT NULL
 ),
--- Inlined into both branches below: scanning twice is cheaper than buffering every invocation. The
--- membership tests are uncorrelated (a NULL function name is in no set) so that no row is buffered.
-async_invocations AS NOT MATERIALIZED (
-    SELECT i.* FROM invocations i
-    WHERE i.request_id IS NOT NULL
-      AND (i.function_name IN (SELECT function_name FROM forced_async)
-           OR (NOT coalesce(i.function_name IN (SELECT function_name FROM batch_sourced), false)
-               AND NOT coalesce(i.request_id IN (SELECT request_id FROM batch_requests), false)))
-),
+-- The membership tests are uncorrelated (a NULL function name is in no set) so that no row is
+-- buffered to decorrelate them.
+SELECT i.* FROM invocations i
+WHERE i.request_id IS NOT NULL
+  AND (i.function_name IN (SELECT function_name FROM forced_async)
+       OR (NOT coalesce(i.function_name IN (SELECT function_name FROM batch_sourced), false)
+           AND NOT coalesce(i.request_id IN (SELECT request_id FROM batch_requests), false)));
+
+-- What the event step needs to find each function's newest log event.
+CREATE OR REPLACE TEMP TABLE tk_async_log_groups AS
+SELECT DISTINCT function_name, log_group FROM tk_async_invocations;
+"""
+
+ATTEMPTS = """
+CREATE OR REPLACE TEMP TABLE async_attempts AS
+WITH
 -- Most request ids have one invocation: only the others need a window to number their attempts (a
 -- request id whose invocations all have attempt 1 has exactly one).
 retried AS (
     SELECT DISTINCT request_id FROM invocations WHERE attempt > 1 AND request_id IS NOT NULL
+),
+-- Inlined into both branches below: scanning twice is cheaper than buffering every invocation.
+async_invocations AS NOT MATERIALIZED (
+    SELECT * FROM tk_async_invocations
 ),
 numbered AS (
     SELECT *, row_number() OVER w AS number, lag(end_time) OVER w AS previous_end
@@ -109,9 +121,7 @@ SELECT
     CAST(NULL AS VARCHAR) AS batch_id,
     CAST(cold_start AS BOOLEAN) AS cold_start,
     CAST(function_name AS VARCHAR) AS function_name,
-    CAST('async' AS VARCHAR) AS source,
-    -- Not in the contract: what the event step needs to find the function's newest log event.
-    CAST(log_group AS VARCHAR) AS log_group
+    CAST('async' AS VARCHAR) AS source
 FROM (SELECT * FROM numbered UNION ALL BY NAME SELECT * FROM single)
 """
 
@@ -190,7 +200,7 @@ tries AS (
 ),
 newest_log AS (
     SELECT g.function_name, max(e."timestamp") AS newest
-    FROM (SELECT DISTINCT function_name, log_group FROM async_attempts) g
+    FROM tk_async_log_groups g
     JOIN log_events e ON e.log_group = g.log_group
     GROUP BY g.function_name
 ),
@@ -392,21 +402,24 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
     items = "items" if _has_table(con, "items") else EMPTY_ITEMS
     settings = "function_settings" if _has_table(con, "function_settings") else EMPTY_SETTINGS
     sources = "(" + ", ".join(f"'{s}'" for s in SOURCES) + ")"
-    con.execute(ATTEMPTS.format(items=items, settings=settings, sources=sources))
-    con.execute(
-        EVENTS.format(
-            items=items,
-            settings=settings,
-            default_retries=DEFAULT_MAXIMUM_RETRY_ATTEMPTS,
-            default_age_s=DEFAULT_MAXIMUM_EVENT_AGE_S,
-            delay_1=RETRY_DELAYS_S[0],
-            delay_2=RETRY_DELAYS_S[1],
-            first_ts="coalesce(\"timestamp\", 'infinity'::TIMESTAMP)",
-            last_ts="coalesce(\"timestamp\", '-infinity'::TIMESTAMP)",
+    try:
+        con.execute(ASYNC_INVOCATIONS.format(items=items, settings=settings, sources=sources))
+        con.execute(ATTEMPTS)
+        con.execute(
+            EVENTS.format(
+                items=items,
+                settings=settings,
+                default_retries=DEFAULT_MAXIMUM_RETRY_ATTEMPTS,
+                default_age_s=DEFAULT_MAXIMUM_EVENT_AGE_S,
+                delay_1=RETRY_DELAYS_S[0],
+                delay_2=RETRY_DELAYS_S[1],
+                first_ts="coalesce(\"timestamp\", 'infinity'::TIMESTAMP)",
+                last_ts="coalesce(\"timestamp\", '-infinity'::TIMESTAMP)",
+            )
         )
-    )
-    # The contract's columns only: log_group served the event step.
-    con.execute("ALTER TABLE async_attempts DROP COLUMN log_group")
+    finally:
+        con.execute("DROP TABLE IF EXISTS tk_async_log_groups")
+        con.execute("DROP VIEW IF EXISTS tk_async_invocations")
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

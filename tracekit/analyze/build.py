@@ -55,6 +55,10 @@ INVOCATION_COLUMNS = (
     "cold_start",
 )
 
+#: Columns of that table dropped once the last module that reads them has run, to free memory for
+#: the rest (stream_key, the widest, places log lines that name no request id).
+LAST_READ_BY = {"items": ("stream_key",)}
+
 #: Row order in the Parquet files, so the same store always gives the same files.
 ORDER = {
     "events": "first_seen NULLS LAST, event_id",
@@ -171,6 +175,8 @@ def _run_modules(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         for name in SOURCE_MODULES:
             module: Any = importlib.import_module(f"tracekit.analyze.{name}")
             module.build(con)
+            for column in LAST_READ_BY.get(name, ()):
+                con.execute(f"ALTER TABLE tk_invocations DROP COLUMN {column}")
 
 
 @contextmanager
@@ -232,6 +238,9 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
             if config.key_paths():
                 select = client_retries(select)
         generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
+        # Written: their memory goes to the next table's sort.
+        for name in _present(con, table):
+            con.execute(f"DROP TABLE {name}")
 
 
 def client_retries(events_sql: str) -> str:
