@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from tracekit.analyze.keys import Config, create_function_settings, load_config, with_business_key
 from tracekit.errors import TracekitError, first_line
-from tracekit.store.catalog import Generation, Store, sql_str
+from tracekit.store.catalog import BUILD_MEMORY_LIMIT, Generation, Store, sql_str
 from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
 
 #: Bumped when the analysis tables change meaning or shape: older generations are then rebuilt.
@@ -93,7 +93,7 @@ def analyze(store: Store, config: Config | None = None) -> AnalyzeReport:
     with store.writing():
         ingest_batches = store.ingest_batches()
         generation = store.new_generation()
-        con = store.connect(analysis=False)
+        con = store.connect(analysis=False, memory_limit=BUILD_MEMORY_LIMIT)
         try:
             con.execute("SET enable_progress_bar = false")
             _run_modules(con, config)
