@@ -237,10 +237,46 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
             # Without key paths every business key is NULL and no event can be a client retry.
             if config.key_paths():
                 select = client_retries(select)
-        generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
+        if table == "attempts":
+            generation.copy(con, table, sorted_attempts(con, select))
+        else:
+            generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
         # Written: their memory goes to the next table's sort.
         for name in _present(con, table):
             con.execute(f"DROP TABLE {name}")
+
+
+def sorted_attempts(con: duckdb.DuckDBPyConnection, attempts_sql: str) -> str:
+    """The rows of `attempts_sql` in ORDER["attempts"], with less to carry through the sort.
+
+    The sort holds every row at once, and at millions of attempts it spills to disk. Two of its
+    widest columns mostly repeat others: request_id is the event id (async) or the batch id (a
+    batch source), and log_stream is one of few streams. They go through the sort as a code (which
+    column request_id equals, NULL when none) and a number into the sorted list of log streams,
+    and are restored after it; the projection keeps the sorted order.
+    """
+    con.execute(
+        "SET VARIABLE tk_log_streams = (SELECT coalesce(list(log_stream ORDER BY log_stream), []) "
+        f"FROM (SELECT DISTINCT log_stream FROM ({attempts_sql}) WHERE log_stream IS NOT NULL))"
+    )
+    streams = "getvariable('tk_log_streams')"
+    restored = {
+        "request_id": "CASE tk_same WHEN 1 THEN event_id WHEN 2 THEN batch_id ELSE request_id END",
+        "log_stream": f"{streams}[log_stream]",
+    }
+    columns = ", ".join(
+        f"{restored[f.name]} AS {f.name}" if f.name in restored else f.name
+        for f in ANALYSIS_SCHEMAS["attempts"]
+    )
+    same = "CASE WHEN a.request_id = a.event_id THEN 1 WHEN a.request_id = a.batch_id THEN 2 END"
+    coded = (
+        f"SELECT a.* REPLACE (CASE WHEN ({same}) IS NULL THEN a.request_id END AS request_id, "
+        f"n.number AS log_stream), {same} AS tk_same "
+        f"FROM ({attempts_sql}) a LEFT JOIN (SELECT unnest({streams}) AS log_stream, "
+        f"generate_subscripts({streams}, 1) AS number) n ON n.log_stream = a.log_stream "
+        f"ORDER BY {ORDER['attempts']}"
+    )
+    return f"SELECT {columns} FROM ({coded})"
 
 
 def client_retries(events_sql: str) -> str:
