@@ -52,7 +52,7 @@ with open("/proc/self/status") as fh:
     for line in fh:
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1])
-print(orjson.dumps({"seconds": seconds, "maxrss_kb": peak, **row}).decode())
+print(orjson.dumps({"seconds": seconds, "maxrss_kb": peak, "steps": report.steps, **row}).decode())
 """
 
 
@@ -82,6 +82,17 @@ def run_analyze(store_dir: Path) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"analyze failed:\n{proc.stderr}")
     return orjson.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_steps(results: list[tuple[int, dict]]) -> None:
+    """Seconds per build step for each size, so a growth problem shows where it lives."""
+    steps = list(results[0][1]["steps"])
+    header = ("step", *(f"{events:,}" for events, _ in results))
+    rows = [(step, *(f"{r['steps'].get(step, 0.0):.2f} s" for _, r in results)) for step in steps]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print()
+    for row in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def verdict(target: str, met: bool) -> None:
@@ -123,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print_steps(results)
     first = results[0][1]
     print()
     verdict(f"{args.events:,} events analyzed in under {TARGET_S:.0f} s", first["seconds"] < TARGET_S)

@@ -13,7 +13,7 @@ import datetime as dt
 import importlib
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +59,10 @@ INVOCATION_COLUMNS = (
 #: the rest (stream_key, the widest, places log lines that name no request id).
 LAST_READ_BY = {"items": ("stream_key",)}
 
-#: Row order in the Parquet files, so the same store always gives the same files.
-ORDER = {
-    "events": "first_seen NULLS LAST, event_id",
-    "attempts": "event_id, attempt",
-    "batches": "function_name, shard_id, depth, first_sequence_number, batch_id",
-}
+#: Row order in the Parquet files of the small tables. events and attempts are written unsorted:
+#: every reader orders what it shows, and at millions of rows the sort spilled to disk and made
+#: the build grow faster than the data (5.3x the write time for 4x the events).
+ORDER = {"batches": "function_name, shard_id, depth, first_sequence_number, batch_id"}
 
 
 @dataclass
@@ -77,6 +75,8 @@ class AnalyzeReport:
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     uncertain: int = 0
     seconds: float = 0.0
+    #: Seconds per step: "invocations" (reading the view once), each source module, "write".
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 def analyze(store: Store, config: Config | None = None) -> AnalyzeReport:
@@ -96,9 +96,12 @@ def analyze(store: Store, config: Config | None = None) -> AnalyzeReport:
         con = store.connect(analysis=False, memory_limit=BUILD_MEMORY_LIMIT)
         try:
             con.execute("SET enable_progress_bar = false")
-            _run_modules(con, config)
-            _write_tables(con, generation, config)
+            steps: dict[str, float] = {}
+            _run_modules(con, config, steps)
+            with _timed(steps, "write"):
+                _write_tables(con, generation, config)
             report = _summarise(con, generation, ingest_batches)
+            report.steps = steps
             generation.commit(
                 {
                     "analysis_version": ANALYSIS_VERSION,
@@ -169,14 +172,26 @@ def ensure_current(store: Store, config: Config, announce: Callable[[str], None]
 # -- building ------------------------------------------------------------------------------------
 
 
-def _run_modules(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+def _run_modules(con: duckdb.DuckDBPyConnection, config: Config, steps: dict[str, float]) -> None:
     create_function_settings(con, config)
-    with _invocations_once(con):
+    with ExitStack() as stack:
+        with _timed(steps, "invocations"):
+            stack.enter_context(_invocations_once(con))
         for name in SOURCE_MODULES:
             module: Any = importlib.import_module(f"tracekit.analyze.{name}")
-            module.build(con)
+            with _timed(steps, name):
+                module.build(con)
             for column in LAST_READ_BY.get(name, ()):
                 con.execute(f"ALTER TABLE tk_invocations DROP COLUMN {column}")
+
+
+@contextmanager
+def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
 
 
 @contextmanager
@@ -237,46 +252,12 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
             # Without key paths every business key is NULL and no event can be a client retry.
             if config.key_paths():
                 select = client_retries(select)
-        if table == "attempts":
-            generation.copy(con, table, sorted_attempts(con, select))
-        else:
-            generation.copy(con, table, f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}")
+        if table in ORDER:
+            select = f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}"
+        generation.copy(con, table, select)
         # Written: their memory goes to the next table's sort.
         for name in _present(con, table):
             con.execute(f"DROP TABLE {name}")
-
-
-def sorted_attempts(con: duckdb.DuckDBPyConnection, attempts_sql: str) -> str:
-    """The rows of `attempts_sql` in ORDER["attempts"], with less to carry through the sort.
-
-    The sort holds every row at once, and at millions of attempts it spills to disk. Two of its
-    widest columns mostly repeat others: request_id is the event id (async) or the batch id (a
-    batch source), and log_stream is one of few streams. They go through the sort as a code (which
-    column request_id equals, NULL when none) and a number into the sorted list of log streams,
-    and are restored after it; the projection keeps the sorted order.
-    """
-    con.execute(
-        "SET VARIABLE tk_log_streams = (SELECT coalesce(list(log_stream ORDER BY log_stream), []) "
-        f"FROM (SELECT DISTINCT log_stream FROM ({attempts_sql}) WHERE log_stream IS NOT NULL))"
-    )
-    streams = "getvariable('tk_log_streams')"
-    restored = {
-        "request_id": "CASE tk_same WHEN 1 THEN event_id WHEN 2 THEN batch_id ELSE request_id END",
-        "log_stream": f"{streams}[log_stream]",
-    }
-    columns = ", ".join(
-        f"{restored[f.name]} AS {f.name}" if f.name in restored else f.name
-        for f in ANALYSIS_SCHEMAS["attempts"]
-    )
-    same = "CASE WHEN a.request_id = a.event_id THEN 1 WHEN a.request_id = a.batch_id THEN 2 END"
-    coded = (
-        f"SELECT a.* REPLACE (CASE WHEN ({same}) IS NULL THEN a.request_id END AS request_id, "
-        f"n.number AS log_stream), {same} AS tk_same "
-        f"FROM ({attempts_sql}) a LEFT JOIN (SELECT unnest({streams}) AS log_stream, "
-        f"generate_subscripts({streams}, 1) AS number) n ON n.log_stream = a.log_stream "
-        f"ORDER BY {ORDER['attempts']}"
-    )
-    return f"SELECT {columns} FROM ({coded})"
 
 
 def client_retries(events_sql: str) -> str:
