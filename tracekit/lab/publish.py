@@ -40,24 +40,14 @@ import functools
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import boto3
-from botocore import xform_name
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as AwsConnectionError,
-)
-
-from tracekit.errors import TracekitError, first_line
+from tracekit.aws import Aws as AwsBase
+from tracekit.aws import AwsError, sized_batches
+from tracekit.aws import configured_region as aws_configured_region
+from tracekit.aws import resend_failed as aws_resend_failed
+from tracekit.errors import first_line
 from tracekit.lab.scenario import Scenario
 from tracekit.lab.world import LogEvent, Queue, SqsMessage, StreamRecord, World
 
@@ -72,28 +62,16 @@ SQS_BATCH_MESSAGES = 10
 SQS_BATCH_BYTES = 262_144
 KINESIS_BATCH_RECORDS = 500
 KINESIS_BATCH_BYTES = 5 * 1024 * 1024
-ENTRY_RETRY_ROUNDS = 8  # rounds of resending entries a batch call reported as failed
 FIFO_GROUP = "tracekit-lab"
 STREAM_WAIT = {"Delay": 2, "MaxAttempts": 90}
 
-CREDENTIAL_CODES = {
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidAccessKeyId",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "AuthFailure",
-}
-IAM_ACTIONS = {"SendMessageBatch": "SendMessage", "HeadBucket": "ListBucket"}
 QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 BUCKET_MISSING = {"404", "NoSuchBucket", "NotFound"}
 
 T = TypeVar("T")
 
 
-class PublishError(TracekitError):
+class PublishError(AwsError):
     """An AWS call of --publish failed; names the action, the resource and what to do."""
 
 
@@ -120,61 +98,21 @@ def publish_world(world: World, scenario: Scenario, dead_letter_queues: set[str]
 def configured_region() -> str | None:
     """The region boto3's standard configuration names (environment, profile), if any."""
     try:
-        return boto3.session.Session().region_name
-    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-        raise PublishError("cannot publish: bad AWS configuration", first_line(exc)) from None
+        return aws_configured_region()
+    except AwsError as exc:
+        raise PublishError("cannot publish: bad AWS configuration", exc.where) from None
 
 
-class Aws:
-    """boto3 clients for one region, and API calls that fail as one PublishError line."""
+class Aws(AwsBase):
+    """AWS calls whose failures read "cannot publish: ..."."""
 
     def __init__(self, region: str) -> None:
-        self.region = region
-        self._session = boto3.session.Session(region_name=region)
-        self._clients: dict[str, Any] = {}
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            config = Config(retries={"mode": "adaptive"})
-            self._clients[service] = self._session.client(service, config=config)
-        return self._clients[service]
-
-    def call(
-        self, service: str, operation: str, resource: str, *, tolerate: Sequence[str] = (), **params: Any
-    ) -> dict[str, Any]:
-        """Call `operation`; an error whose code is in `tolerate` comes back as its error response."""
-        try:
-            method = getattr(self.client(service), xform_name(operation))
-            response: dict[str, Any] = method(**params)
-            return response
-        except ClientError as exc:
-            if error_code(exc.response) in tolerate:
-                return dict(exc.response)
-            raise self._error(service, operation, resource, exc) from None
-        except BotoCoreError as exc:
-            raise self._error(service, operation, resource, exc) from None
-
-    def _error(self, service: str, operation: str, resource: str, exc: Exception) -> PublishError:
-        if isinstance(exc, ClientError):
-            code = error_code(exc.response)
-            message = str(exc.response.get("Error", {}).get("Message") or "").strip()
-            reason = f"{code}: {message.splitlines()[0]}" if message else code
-        else:
-            code, reason = type(exc).__name__, first_line(exc)
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError) or code in CREDENTIAL_CODES:
-            todo = "Set AWS credentials for the target account (AWS_PROFILE or AWS_ACCESS_KEY_ID)"
-        elif "AccessDenied" in code or code in ("403", "AuthorizationError", "Forbidden"):
-            todo = f"Allow {service}:{IAM_ACTIONS.get(operation, operation)} on it for these credentials"
-        elif isinstance(exc, AwsConnectionError | HTTPClientError):
-            endpoint = self.client(service).meta.endpoint_url
-            todo = f"Check that {endpoint} is reachable (AWS_ENDPOINT_URL, region {self.region})"
-        else:
-            todo = "The artifacts are written; fix this and run again with --publish"
-        return PublishError(f"cannot publish: {service} {operation} failed", f"{resource} ({reason})", todo)
-
-
-def error_code(response: dict[str, Any]) -> str:
-    return str(response.get("Error", {}).get("Code", ""))
+        super().__init__(
+            region,
+            verb="cannot publish",
+            retry_hint="The artifacts are written; fix this and run again with --publish",
+            error_class=PublishError,
+        )
 
 
 def _count_unpublished(counts: dict[str, int], key: str, n: int) -> None:
@@ -280,7 +218,7 @@ def publish_queue(aws: Aws, queue: Queue) -> int:
     nonce = uuid.uuid4().hex
     entries = [_sqs_entry(queue, message, n, nonce) for n, message in enumerate(queue.messages)]
     send = functools.partial(_send_messages, aws, queue.name, url)
-    for batch in _sized_batches(entries, SQS_BATCH_MESSAGES, SQS_BATCH_BYTES, _sqs_entry_size):
+    for batch in sized_batches(entries, SQS_BATCH_MESSAGES, SQS_BATCH_BYTES, _sqs_entry_size):
         resend_failed(send, batch, f"sqs SendMessageBatch to queue {queue.name}")
     return len(entries)
 
@@ -364,7 +302,7 @@ def publish_stream_records(aws: Aws, records: list[StreamRecord]) -> int:
             for r in items
         ]
         put = functools.partial(_put_records, aws, stream)
-        for batch in _sized_batches(entries, KINESIS_BATCH_RECORDS, KINESIS_BATCH_BYTES, _kinesis_size):
+        for batch in sized_batches(entries, KINESIS_BATCH_RECORDS, KINESIS_BATCH_BYTES, _kinesis_size):
             resend_failed(put, batch, f"kinesis PutRecords to stream {stream}")
     return len(records)
 
@@ -437,24 +375,6 @@ def _ensure_bucket(aws: Aws, bucket: str) -> None:
 # Batching and partial failures
 
 
-def _sized_batches(
-    entries: list[dict[str, Any]], max_count: int, max_bytes: int, size: Callable[[dict[str, Any]], int]
-) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of entries within a call's count and byte limits (an oversized entry goes
-    alone, for the API to refuse by name)."""
-    batch: list[dict[str, Any]] = []
-    total = 0
-    for entry in entries:
-        n = size(entry)
-        if batch and (len(batch) == max_count or total + n > max_bytes):
-            yield batch
-            batch, total = [], 0
-        batch.append(entry)
-        total += n
-    if batch:
-        yield batch
-
-
 def resend_failed(
     send: Callable[[list[T]], list[tuple[T, str]]],
     entries: list[T],
@@ -462,19 +382,13 @@ def resend_failed(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Send `entries`; resend, with growing pauses, those a batch call reports as failed (throttled,
-    internal error) until none is left or ENTRY_RETRY_ROUNDS rounds have failed."""
-    pending = entries
-    for round_ in range(ENTRY_RETRY_ROUNDS):
-        failed = send(pending)
-        if not failed:
-            return
-        pending = [entry for entry, _ in failed]
-        if round_ + 1 < ENTRY_RETRY_ROUNDS:
-            sleep(min(0.2 * 2**round_, 10.0))
-    codes = sorted({code for _, code in failed})
-    raise PublishError(
-        f"cannot publish: {what} kept failing",
-        f"{len(pending)} entries after {ENTRY_RETRY_ROUNDS} tries ({', '.join(codes)})",
-        "Wait for the throttling to pass and run again with --publish",
+    """Send `entries`, resending what a batch call reports as failed (see tracekit.aws.resend_failed)."""
+    aws_resend_failed(
+        send,
+        entries,
+        what,
+        sleep=sleep,
+        error_class=PublishError,
+        verb="cannot publish",
+        todo="Wait for the throttling to pass and run again with --publish",
     )
