@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tracekit.analyze.audit import AuditReport
     from tracekit.analyze.keys import Config
     from tracekit.analyze.report import Report
+    from tracekit.collect.live import CollectReport
     from tracekit.store import Store
 
 app = typer.Typer(
@@ -595,6 +597,56 @@ def lab_run(
         title=f"{report.scenario}: {report.virtual_seconds:,.0f} virtual seconds, artifacts in {report.out}",
         headers=("artifact / outcome", "count"),
     )
+
+
+# ---------------------------------------------------------------------------- collect
+
+collect_app = typer.Typer(
+    name="collect",
+    help="Read logs, destination records, dead letters and failure configuration from a live account.",
+    no_args_is_help=True,
+)
+app.add_typer(collect_app)
+
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="AWS profile (default: the standard credential chain).")
+]
+RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (default: configured one).")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="From this time: ISO, or 30m, 6h, 2d, 1w ago (default: watermark)."),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="Up to this time: ISO, or 30m, 6h, 2d, 1w ago.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line on stderr.")]
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    from tracekit.analyze.lookup import parse_since
+
+    return parse_since(text) if text else None
+
+
+def _print_collect(result: CollectReport, fmt: Format, store: Store) -> None:
+    from tracekit.render import print_counts
+
+    counts = {
+        **result.counts,
+        "fetched": result.fetched,
+        **{f"calls {k}": v for k, v in sorted(result.calls.items())},
+    }
+    print_counts(
+        counts, fmt, title=f"collected into {store.root}: {', '.join(result.resources) or 'nothing'}"
+    )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if result.counts.get("quarantined"):
+        typer.echo(
+            f"warning: {result.counts['quarantined']} record(s) could not be parsed and were quarantined; "
+            f'see: tracekit sql "SELECT source, position, reason FROM quarantine" --store {store.root}',
+            err=True,
+        )
 
 
 # ---------------------------------------------------------------------------- recorder

@@ -14,6 +14,7 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -39,6 +40,8 @@ class Parsed:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     queue: str | None = None
     size: int = 0
+    #: The file it was read from (`source` is what rows name: the file, or the API call it came from).
+    path: Path | None = None
 
     def logs_table(self, log_group: str | None) -> pa.Table:
         """The log events as Arrow, with their source and the log group to use where none is named."""

@@ -100,10 +100,21 @@ class Ingestor:
     of Parquet files. filter-log-events NDJSON, the shape that gets big, is a batch of its own.
     """
 
-    def __init__(self, store: Store, *, log_group: str | None = None, queue: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        log_group: str | None = None,
+        queue: str | None = None,
+        sources: dict[Path, str] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.log_group = log_group
         self.queue = queue
+        # Live collection spools API pages to files; rows name the API call, not the spool file.
+        self.sources = sources or {}
+        self.meta = meta or {}
         self.con = duckdb.connect(
             config={
                 "memory_limit": "1GB",
@@ -144,9 +155,8 @@ class Ingestor:
         if not self._pending:
             return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
-        self._write_batch(
-            report, [Path(p.source) for p in pending], lambda batch: self._write_parsed(batch, pending)
-        )
+        paths = [p.path or Path(p.source) for p in pending]
+        self._write_batch(report, paths, lambda batch: self._write_parsed(batch, pending))
 
     def _write_batch(
         self, report: IngestReport, paths: list[Path], write: Callable[[Batch], dict[str, int] | None]
@@ -158,7 +168,7 @@ class Ingestor:
             if counts is None:
                 batch.abort()
                 return False
-            batch.commit({"inputs": [str(p) for p in paths], "counts_added": counts})
+            batch.commit({"inputs": [self.source(p) for p in paths], "counts_added": counts, **self.meta})
         except (TracekitError, KeyboardInterrupt):
             batch.abort()
             raise
@@ -178,9 +188,13 @@ class Ingestor:
         report.files += len(paths)
         return True
 
+    def source(self, path: Path) -> str:
+        """What rows from `path` name as their source: the file, or the API call it was spooled from."""
+        return self.sources.get(path, str(path))
+
     def _write_ndjson(self, batch: Batch, path: Path, group: str | None) -> dict[str, int] | None:
         select = (
-            f"(SELECT *, {sql_str(str(path))} AS source, {_sql_or_null(group)} AS fallback_group "
+            f"(SELECT *, {sql_str(self.source(path))} AS source, {_sql_or_null(group)} AS fallback_group "
             f"FROM ({ndjson_select(sql_str(str(path)))}))"
         )
         rows = self._write_log_rows(batch, select, fallible=True)
@@ -190,7 +204,7 @@ class Ingestor:
 
     def _parse_file(self, path: Path) -> Parsed:
         item = read_input(path)
-        parsed = Parsed(source=str(path), queue=self.queue)
+        parsed = Parsed(source=self.source(path), queue=self.queue, path=path)
         parsed.size = len(item.data)
         for problem in item.problems:
             parsed.reject(problem.position, problem.reason, problem.raw)
@@ -204,7 +218,7 @@ class Ingestor:
             try:
                 self._parse_text(data.decode("utf-8", "replace"), parsed)
             except Exception as exc:  # a parser bug must not lose the input: keep it whole in quarantine
-                parsed = Parsed(source=str(path), queue=self.queue, size=len(data))
+                parsed = Parsed(source=self.source(path), queue=self.queue, size=len(data), path=path)
                 parsed.reject(
                     "byte 0",
                     f"tracekit failed to parse this file ({type(exc).__name__}: "
@@ -213,7 +227,7 @@ class Ingestor:
                 )
         file_key = hashlib.sha1(item.data).hexdigest()
         for q in parsed.quarantine:
-            q["source"] = str(path)
+            q["source"] = self.source(path)
             q["uid"] = md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]]))
         return parsed
 
