@@ -25,6 +25,7 @@ from tracekit.collect.records import dead_letter_row, destination_row, is_destin
 from tracekit.collect.sources import as_text
 
 NOT_ARTIFACT = "not a failure artifact"
+NOT_DESTINATION = "not a destination record"
 _LOG_EVENT_KEYS = {"logStreamName", "timestamp", "message", "ingestionTime", "eventId", "id", "logGroupName"}
 _STREAM_SOURCES = {"aws:kinesis", "aws:dynamodb", "aws:s3", "aws:kafka", "SelfManagedKafka", "aws:mq"}
 
@@ -42,6 +43,9 @@ class Parsed:
     size: int = 0
     #: The file it was read from (`source` is what rows name: the file, or the API call it came from).
     path: Path | None = None
+    #: What the queue the messages came from holds (`collect queue --as`): with "destination", a
+    #: message that is not a destination record is quarantined instead of becoming a dead letter.
+    role: str | None = None
 
     def logs_table(self, log_group: str | None) -> pa.Table:
         """The log events as Arrow, with their source and the log group to use where none is named."""
@@ -50,9 +54,13 @@ class Parsed:
         table = table.append_column("source", pa.array([self.source] * table.num_rows, pa.string()))
         return table.append_column("fallback_group", pa.array([group] * table.num_rows, pa.string()))
 
-    def reject(self, position: str, reason: str, raw: Any) -> None:
+    def reject(self, position: str, reason: str, raw: Any, *, uid: str | None = None) -> None:
+        """Quarantine `raw`; `uid` gives it a content id (else one from the file and position)."""
         text = raw if isinstance(raw, str) else jsonio.dumps(raw)
-        self.quarantine.append({"position": position, "reason": reason, "raw": as_text(text.encode())})
+        row = {"position": position, "reason": reason, "raw": as_text(text.encode())}
+        if uid is not None:
+            row["uid"] = uid
+        self.quarantine.append(row)
 
     def add_destination(self, row: dict[str, Any], position: str) -> None:
         self.destinations.append({**row, "source": self.source, "position": position})
@@ -322,6 +330,9 @@ def _handle_sns(
         envelope=envelope,
         envelope_id=envelope_id,
     )
+    if parsed.role == "destination":
+        _reject_not_destination(parsed, row, position or "record 1", raw or v)
+        return
     parsed.add_dead_letter(row, position or "record 1")
 
 
@@ -365,7 +376,16 @@ def _sqs_message(msg: dict[str, Any], position: str, parsed: Parsed, *, lambda_s
             envelope="sqs",
             envelope_id=message_id,
         )
+        if parsed.role == "destination":
+            _reject_not_destination(parsed, row, position, msg)
+            return
         parsed.add_dead_letter(row, position)
+
+
+def _reject_not_destination(parsed: Parsed, row: dict[str, Any], position: str, raw: Any) -> None:
+    # The dead letter's content id (queue, message id, body, attributes, never the receipt), so a
+    # queue snapshot taken again quarantines the same message once.
+    parsed.reject(position, NOT_DESTINATION, raw, uid=row["uid"])
 
 
 def _is_receive_output(v: dict[str, Any]) -> bool:

@@ -108,10 +108,13 @@ class Ingestor:
         queue: str | None = None,
         sources: dict[Path, str] | None = None,
         meta: dict[str, Any] | None = None,
+        role: str | None = None,
     ) -> None:
         self.store = store
         self.log_group = log_group
         self.queue = queue
+        # What the collected queue holds (`collect queue --as`); see documents.Parsed.role.
+        self.role = role
         # Live collection spools API pages to files; rows name the API call, not the spool file.
         self.sources = sources or {}
         self.meta = meta or {}
@@ -204,7 +207,7 @@ class Ingestor:
 
     def _parse_file(self, path: Path) -> Parsed:
         item = read_input(path)
-        parsed = Parsed(source=self.source(path), queue=self.queue, path=path)
+        parsed = Parsed(source=self.source(path), queue=self.queue, path=path, role=self.role)
         parsed.size = len(item.data)
         for problem in item.problems:
             parsed.reject(problem.position, problem.reason, problem.raw)
@@ -218,7 +221,9 @@ class Ingestor:
             try:
                 self._parse_text(data.decode("utf-8", "replace"), parsed)
             except Exception as exc:  # a parser bug must not lose the input: keep it whole in quarantine
-                parsed = Parsed(source=self.source(path), queue=self.queue, size=len(data), path=path)
+                parsed = Parsed(
+                    source=self.source(path), queue=self.queue, size=len(data), path=path, role=self.role
+                )
                 parsed.reject(
                     "byte 0",
                     f"tracekit failed to parse this file ({type(exc).__name__}: "
@@ -228,7 +233,7 @@ class Ingestor:
         file_key = hashlib.sha1(item.data).hexdigest()
         for q in parsed.quarantine:
             q["source"] = self.source(path)
-            q["uid"] = md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]]))
+            q["uid"] = q.get("uid") or md5("\x1f".join([file_key, q["position"], q["reason"], q["raw"]]))
         return parsed
 
     def _write_parsed(self, batch: Batch, pending: list[Parsed]) -> dict[str, int]:

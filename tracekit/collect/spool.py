@@ -102,9 +102,11 @@ class Spool:
         *,
         log_group: str | None = None,
         queue: str | None = None,
+        role: str | None = None,
     ) -> IngestReport:
         """Ingest every spooled page, committing `mark` as this key's checkpoint with each batch;
-        the pages are deleted only after every batch committed."""
+        the pages are deleted only after every batch committed. `role` is what a collected queue
+        holds ("dlq" or "destination", see documents.Parsed.role)."""
         pages = self.pages()
         report = IngestReport()
         meta = {"collect": {self.key: mark}} if mark is not None else {}
@@ -116,6 +118,7 @@ class Spool:
             queue=queue,
             sources={p: self.source_of(p) for p in pages},
             meta=meta,
+            role=role,
         )
         try:
             for page in pages:
