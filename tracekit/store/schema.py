@@ -140,12 +140,70 @@ QUARANTINE = pa.schema(
     ]
 )
 
+# Failure configuration read by `tracekit collect function`: one row per function (and per mapping)
+# per collect, so the table keeps every snapshot; a function's current configuration is the row of its
+# latest batch, and its current mappings are the rows of that same batch (see analyze/audit.py).
+FUNCTION_CONFIGS = pa.schema(
+    [
+        ("function_name", STR),
+        ("qualifier", STR),
+        ("function_arn", STR),
+        ("region", STR),
+        ("collected_at", TS),
+        ("runtime", STR),
+        ("timeout_s", I64),
+        ("memory_size_mb", I64),
+        ("log_group", STR),
+        ("log_format", STR),
+        ("dead_letter_target_arn", STR),
+        ("has_invoke_config", BOOL),
+        ("maximum_retry_attempts", I64),
+        ("maximum_event_age_s", I64),
+        ("on_success_destination", STR),
+        ("on_failure_destination", STR),
+        ("configuration", STR),
+        ("invoke_config", STR),
+        ("uid", STR),
+        ("batch", I64),
+    ]
+)
+
+EVENT_SOURCE_MAPPINGS = pa.schema(
+    [
+        ("uuid", STR),
+        ("function_name", STR),
+        ("qualifier", STR),
+        ("collected_at", TS),
+        ("event_source_arn", STR),
+        ("source", STR),
+        ("state", STR),
+        ("batch_size", I64),
+        ("maximum_batching_window_s", I64),
+        ("bisect_batch_on_function_error", BOOL),
+        ("maximum_retry_attempts", I64),
+        ("maximum_record_age_s", I64),
+        ("on_failure_destination", STR),
+        ("report_batch_item_failures", BOOL),
+        ("starting_position", STR),
+        ("parallelization_factor", I64),
+        ("queue_visibility_timeout_s", I64),
+        ("queue_max_receive_count", I64),
+        ("queue_dead_letter_target_arn", STR),
+        ("configuration", STR),
+        ("queue_attributes", STR),
+        ("uid", STR),
+        ("batch", I64),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "log_events": LOG_EVENTS,
     "invocations": INVOCATIONS,
     "destination_records": DESTINATION_RECORDS,
     "dead_letters": DEAD_LETTERS,
     "quarantine": QUARANTINE,
+    "function_configs": FUNCTION_CONFIGS,
+    "event_source_mappings": EVENT_SOURCE_MAPPINGS,
 }
 
 EVENTS = pa.schema(
