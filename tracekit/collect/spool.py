@@ -89,7 +89,8 @@ class Spool:
         """The spooled pages not yet ingested, in the order they were fetched."""
         if not self.directory.exists():
             return []
-        return sorted(p for p in self.directory.iterdir() if p.suffix in PAGE_SUFFIXES)
+        # cursor.json ends in .json too, but it is the checkpoint, not a page.
+        return sorted(p for p in self.directory.iterdir() if p.suffix in PAGE_SUFFIXES and p.name != CURSOR)
 
     def source_of(self, page: Path) -> str:
         """The source name saved with `page`."""
