@@ -31,24 +31,53 @@ What a client cannot reproduce, and so differs from the files:
   directly, so a DynamoDB scenario's stream records are counted as `unpublished_stream_records`.
 - Lambda-destination payloads (objects under `lambda/`) are invocations of another function; they are
   counted as `unpublished_lambda_payloads`.
+
+The function itself is created too (updated when it exists), so `tracekit collect function` can
+discover the run as it would a real deployment: a stand-in zip handler (the lab ran the real one; publish
+never invokes anything), an execution role `tracekit-lab-<function>` (created when missing, with an inline
+policy for the targets below), the scenario's memory, timeout and log format (LoggingConfig), and its
+failure configuration:
+- async: PutFunctionEventInvokeConfig (MaximumRetryAttempts, MaximumEventAgeInSeconds, on-success and
+  on-failure destinations) and DeadLetterConfig when the scenario has a DLQ;
+- sqs: the source queue with its VisibilityTimeout, MessageRetentionPeriod and RedrivePolicy
+  (maxReceiveCount, the DLQ's ARN), and an event source mapping (BatchSize, batching window,
+  ReportBatchItemFailures);
+- kinesis: an event source mapping on the stream (BatchSize, BisectBatchOnFunctionError,
+  MaximumRetryAttempts, MaximumRecordAgeInSeconds, ParallelizationFactor, on-failure destination).
+Every mapping is created disabled (State Disabled): an enabled one would make Lambda consume the
+published artifacts with the stand-in handler. Destination targets exist after a publish: SQS queues,
+SNS topics (CreateTopic), EventBridge buses (CreateEventBus), S3 buckets, and a stand-in function for a
+Lambda destination. The SQS queue that holds an SNS or EventBridge target's messages is not subscribed
+to it. A DynamoDB scenario's mapping is not created (its stream cannot be written), counted as
+`unpublished_event_source_mappings`.
+
+Emulators keep less: moto 5.2.5 drops LoggingConfig and DeadLetterConfig (GetFunctionConfiguration
+returns neither), and on a Kinesis stream it invokes every mapping, enabled or not, for each record put
+(and, without Docker, logs the failure to the function's log group), so the stream's records are put
+before its mapping is created; a second publish of a Kinesis run on moto meets the mapping of the first.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import io
+import math
 import time
 import uuid
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
+from tracekit import jsonio
 from tracekit.aws import Aws as AwsBase
 from tracekit.aws import AwsError, sized_batches
 from tracekit.aws import configured_region as aws_configured_region
 from tracekit.aws import resend_failed as aws_resend_failed
 from tracekit.errors import first_line
-from tracekit.lab.scenario import Scenario
+from tracekit.lab.scenario import Destination, FunctionSpec, Scenario
 from tracekit.lab.world import LogEvent, Queue, SqsMessage, StreamRecord, World
 
 LOG_BATCH_EVENTS = 10_000
@@ -67,6 +96,38 @@ STREAM_WAIT = {"Delay": 2, "MaxAttempts": 90}
 
 QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 BUCKET_MISSING = {"404", "NoSuchBucket", "NotFound"}
+FUNCTION_WAIT = {"Delay": 1, "MaxAttempts": 120}
+ROLE_PROPAGATION_TRIES = 10  # a new IAM role takes seconds before Lambda may assume it
+ROLE_PROPAGATION_PAUSE_S = 3.0
+STUB_HANDLER = "tracekit_lab_stub.handler"
+STUB_SOURCE = (
+    b'"""Stand-in created by tracekit lab run --publish: the lab ran the real handler in virtual time."""\n'
+    b"\n\ndef handler(event, context):\n"
+    b'    raise RuntimeError("tracekit lab stand-in: this function is never meant to run")\n'
+)
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+#: What the execution role needs on each kind of target for Lambda to accept the configuration.
+TARGET_ACTIONS = {
+    "sqs": ["sqs:SendMessage"],
+    "sns": ["sns:Publish"],
+    "eventbridge": ["events:PutEvents"],
+    "s3": ["s3:PutObject", "s3:ListBucket"],
+    "lambda": ["lambda:InvokeFunction"],
+    "source-sqs": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+    "source-kinesis": [
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:ListShards",
+        "kinesis:ListStreams",
+    ],
+}
 
 T = TypeVar("T")
 
@@ -92,6 +153,8 @@ def publish_world(world: World, scenario: Scenario, dead_letter_queues: set[str]
     objects = {k: v for k, v in world.objects.items() if not k.startswith("lambda/")}
     counts["published_objects"] = publish_objects(aws, objects)
     _count_unpublished(counts, "unpublished_lambda_payloads", len(world.objects) - len(objects))
+    # Last: on moto a Kinesis mapping is invoked for every record put after it exists.
+    counts.update(publish_function(aws, scenario))
     return counts
 
 
@@ -370,6 +433,281 @@ def _ensure_bucket(aws: Aws, bucket: str) -> None:
     if aws.region != "us-east-1":  # us-east-1 refuses an explicit LocationConstraint
         params["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     aws.call("s3", "CreateBucket", where, tolerate=("BucketAlreadyOwnedByYou",), **params)
+
+
+# The Lambda function and its failure configuration
+
+
+def publish_function(aws: Aws, scenario: Scenario) -> dict[str, int]:
+    """Create or update the scenario's function, its execution role, its failure targets and its
+    failure configuration (see the module docstring); never invokes anything."""
+    spec = scenario.function
+    role = _execution_role(aws, spec.name)
+    grants: list[tuple[str, str]] = []  # (target kind, ARN) the role must be allowed to use
+    targets = {}
+    for label, destination in (
+        ("dlq", scenario.dlq),
+        ("on_success", scenario.on_success),
+        ("on_failure", scenario.on_failure),
+    ):
+        if destination is not None:
+            targets[label] = _target_arn(aws, destination, role)
+            grants.append((destination.type, targets[label]))
+    source_arn = _source_arn(aws, scenario, targets)
+    if source_arn:
+        grants.append((f"source-{scenario.source}", source_arn))
+    _grant(aws, role, grants)
+    dlq = targets.get("dlq") if scenario.source == "async" else None
+    _ensure_function(aws, spec, role, dead_letter_arn=dlq)
+    counts = {"published_functions": 1, "published_event_source_mappings": 0}
+    if scenario.source == "async":
+        _put_invoke_config(aws, scenario, targets)
+    elif source_arn:
+        _ensure_mapping(aws, scenario, source_arn, targets.get("on_failure"))
+        counts["published_event_source_mappings"] = 1
+    else:
+        _count_unpublished(counts, "unpublished_event_source_mappings", 1)
+    return counts
+
+
+def _execution_role(aws: Aws, function: str) -> str:
+    """The ARN of the role `tracekit-lab-<function>` (created, trusting Lambda, when missing)."""
+    name = f"tracekit-lab-{function}"[:64]
+    where = f"role {name}"
+    found = aws.call("iam", "GetRole", where, tolerate=("NoSuchEntity",), RoleName=name)
+    if "Role" not in found:
+        found = aws.call(
+            "iam", "CreateRole", where, RoleName=name, AssumeRolePolicyDocument=jsonio.dumps(LAMBDA_TRUST),
+            Description="Execution role of a function created by tracekit lab run --publish",
+        )  # fmt: skip
+    return str(found["Role"]["Arn"])
+
+
+def _grant(aws: Aws, role_arn: str, grants: list[tuple[str, str]]) -> None:
+    """Allow the role what Lambda checks before it accepts a DLQ, destination or mapping."""
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": TARGET_ACTIONS[kind],
+            "Resource": [arn, f"{arn}/*"] if kind == "s3" else arn,
+        }
+        for kind, arn in grants
+    ]
+    if not statements:
+        return
+    name = role_arn.rsplit("/", 1)[-1]
+    document = {"Version": "2012-10-17", "Statement": statements}
+    aws.call(
+        "iam", "PutRolePolicy", f"role {name}", RoleName=name, PolicyName="tracekit-lab-failure-paths",
+        PolicyDocument=jsonio.dumps(document),
+    )  # fmt: skip
+
+
+def _target_arn(aws: Aws, destination: Destination, role_arn: str) -> str:
+    """The ARN of a DLQ or destination, the resource created when missing."""
+    name = destination.name
+    if destination.type == "sqs":
+        return _queue_arn(aws, name)
+    if destination.type == "sns":
+        topic = aws.call("sns", "CreateTopic", f"topic {name}", Name=name)  # idempotent
+        return str(topic["TopicArn"])
+    if destination.type == "eventbridge":
+        where = f"event bus {name}"
+        bus = aws.call(
+            "events", "DescribeEventBus", where, tolerate=("ResourceNotFoundException",), Name=name
+        )
+        if "Arn" not in bus:
+            bus = aws.call("events", "CreateEventBus", where, Name=name)
+            return str(bus["EventBusArn"])
+        return str(bus["Arn"])
+    if destination.type == "s3":
+        _ensure_bucket(aws, name)
+        return f"arn:aws:s3:::{name}"
+    stand_in = FunctionSpec(name=name, handler_file=Path(STUB_HANDLER), handler_name="handler")
+    return _ensure_function(aws, stand_in, role_arn, dead_letter_arn=None)
+
+
+def _queue_arn(aws: Aws, name: str, attributes: dict[str, str] | None = None) -> str:
+    """The ARN of queue `name` (created when missing), after setting `attributes` on it."""
+    url = _queue_url(aws, Queue(name=name, arn="", url="", fifo=name.endswith(".fifo")))
+    where = f"queue {name}"
+    if attributes:
+        aws.call("sqs", "SetQueueAttributes", where, QueueUrl=url, Attributes=attributes)
+    found = aws.call("sqs", "GetQueueAttributes", where, QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(found["Attributes"]["QueueArn"])
+
+
+def _source_arn(aws: Aws, scenario: Scenario, targets: dict[str, str]) -> str | None:
+    """The SQS source queue (with its redrive policy) or Kinesis stream; None for async and DynamoDB."""
+    if scenario.source == "sqs":
+        from tracekit.lab.models.sqs import settings as sqs_settings
+
+        s = sqs_settings(scenario.settings, scenario.function)
+        attributes = {
+            "VisibilityTimeout": str(int(s["visibility_timeout_s"])),
+            "MessageRetentionPeriod": str(int(s["message_retention_s"])),
+        }
+        if s["dlq"]:
+            policy = {
+                "deadLetterTargetArn": _queue_arn(aws, s["dlq"]),
+                "maxReceiveCount": int(s["max_receive_count"]),
+            }
+            attributes["RedrivePolicy"] = jsonio.dumps(policy)
+        return _queue_arn(aws, s["queue"], attributes)
+    if scenario.source == "kinesis":
+        s = _stream_settings(scenario)
+        stream = str(s["stream"] or f"{scenario.function.name}-stream")
+        _stream_hash_keys(aws, stream, int(s["shards"]))  # creates it when missing, waits until ACTIVE
+        summary = aws.call("kinesis", "DescribeStreamSummary", f"stream {stream}", StreamName=stream)
+        return str(summary["StreamDescriptionSummary"]["StreamARN"])
+    return None
+
+
+def _stream_settings(scenario: Scenario) -> dict[str, Any]:
+    from tracekit.lab.models.streams import settings as stream_settings
+
+    return stream_settings(scenario.settings, scenario.source)
+
+
+def _function_config(spec: FunctionSpec, role_arn: str, dead_letter_arn: str | None) -> dict[str, Any]:
+    return {
+        "Role": role_arn,
+        "Runtime": spec.runtime,
+        "Handler": STUB_HANDLER,
+        "MemorySize": spec.memory_mb,
+        "Timeout": max(1, math.ceil(spec.timeout_s)),
+        "LoggingConfig": {"LogFormat": "JSON" if spec.log_format == "json" else "Text"},
+        # An empty TargetArn removes a DLQ an earlier publish configured.
+        "DeadLetterConfig": {"TargetArn": dead_letter_arn or ""},
+        "Description": "tracekit lab stand-in: its logs and failure artifacts were published by tracekit",
+    }
+
+
+def _ensure_function(aws: Aws, spec: FunctionSpec, role_arn: str, *, dead_letter_arn: str | None) -> str:
+    """Create the function, or update its configuration; returns its ARN once it is ready."""
+    where = f"function {spec.name}"
+    config = _function_config(spec, role_arn, dead_letter_arn)
+    found = aws.call(
+        "lambda",
+        "GetFunctionConfiguration",
+        where,
+        tolerate=("ResourceNotFoundException",),
+        FunctionName=spec.name,
+    )
+    if "FunctionArn" in found:
+        done = _settled_call(
+            aws, "lambda", "UpdateFunctionConfiguration", where, FunctionName=spec.name, **config
+        )
+        waiter = "function_updated_v2"
+    else:
+        if not dead_letter_arn:
+            del config["DeadLetterConfig"]
+        code = {"ZipFile": _stub_zip()}
+        done = _settled_call(
+            aws, "lambda", "CreateFunction", where, FunctionName=spec.name, Code=code, **config
+        )
+        waiter = "function_active_v2"
+    try:
+        aws.client("lambda").get_waiter(waiter).wait(FunctionName=spec.name, WaiterConfig=FUNCTION_WAIT)
+    except Exception as exc:  # WaiterError or a transport error while polling
+        raise PublishError(
+            "cannot publish: the function did not become ready", f"{where} ({first_line(exc)})"
+        ) from None
+    return str(done["FunctionArn"])
+
+
+def _settled_call(aws: Aws, service: str, operation: str, where: str, **params: Any) -> dict[str, Any]:
+    """`operation`, retried while Lambda refuses a role that IAM has not propagated yet."""
+    for _ in range(ROLE_PROPAGATION_TRIES - 1):
+        response = aws.call(service, operation, where, tolerate=("InvalidParameterValueException",), **params)
+        if "Error" not in response:
+            return response
+        if "role" not in str(response["Error"].get("Message", "")).lower():
+            break
+        time.sleep(ROLE_PROPAGATION_PAUSE_S)
+    # The last try, or a refusal that is not about the role: its failure is the one-line error.
+    return aws.call(service, operation, where, **params)
+
+
+def _stub_zip() -> bytes:
+    """The stand-in handler as a deployment package (fixed timestamps: the same bytes every time)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("tracekit_lab_stub.py", (1980, 1, 1, 0, 0, 0)), STUB_SOURCE)
+    return buffer.getvalue()
+
+
+def _put_invoke_config(aws: Aws, scenario: Scenario, targets: dict[str, str]) -> None:
+    from tracekit.lab.models.asynchronous import settings as async_settings
+
+    s = async_settings(scenario.settings)
+    destinations = {
+        key: {"Destination": targets[label]}
+        for key, label in (("OnSuccess", "on_success"), ("OnFailure", "on_failure"))
+        if label in targets
+    }
+    name = scenario.function.name
+    _settled_call(
+        aws, "lambda", "PutFunctionEventInvokeConfig", f"function {name}", FunctionName=name,
+        MaximumRetryAttempts=int(s["maximum_retry_attempts"]),
+        MaximumEventAgeInSeconds=int(s["maximum_event_age_s"]), DestinationConfig=destinations,
+    )  # fmt: skip
+
+
+def _mapping_settings(scenario: Scenario, on_failure: str | None) -> dict[str, Any]:
+    """UpdateEventSourceMapping parameters of the scenario's mapping (disabled, see the docstring)."""
+    if scenario.source == "sqs":
+        from tracekit.lab.models.sqs import settings as sqs_settings
+
+        s = sqs_settings(scenario.settings, scenario.function)
+        params: dict[str, Any] = {"Enabled": False, "BatchSize": int(s["batch_size"])}
+        if float(s["maximum_batching_window_s"]):
+            params["MaximumBatchingWindowInSeconds"] = int(s["maximum_batching_window_s"])
+    else:
+        s = _stream_settings(scenario)
+        params = {
+            "Enabled": False,
+            "BatchSize": int(s["batch_size"]),
+            "MaximumBatchingWindowInSeconds": int(s["maximum_batching_window_s"]),
+            "BisectBatchOnFunctionError": bool(s["bisect_batch_on_function_error"]),
+            "MaximumRetryAttempts": int(s["maximum_retry_attempts"]),
+            "MaximumRecordAgeInSeconds": int(s["maximum_record_age_s"]),
+            "ParallelizationFactor": int(s["parallelization_factor"]),
+            "DestinationConfig": {"OnFailure": {"Destination": on_failure}} if on_failure else {},
+        }
+    params["FunctionResponseTypes"] = ["ReportBatchItemFailures"] if s["report_batch_item_failures"] else []
+    return params
+
+
+def _ensure_mapping(aws: Aws, scenario: Scenario, source_arn: str, on_failure: str | None) -> None:
+    """Create the function's mapping on `source_arn`, or update the one an earlier publish created."""
+    name = scenario.function.name
+    where = f"event source mapping of function {name} on {source_arn}"
+    params = _mapping_settings(scenario, on_failure)
+    found = aws.call("lambda", "ListEventSourceMappings", where, EventSourceArn=source_arn, FunctionName=name)
+    existing = found.get("EventSourceMappings", [])
+    if existing:
+        _settled_call(
+            aws,
+            "lambda",
+            "UpdateEventSourceMapping",
+            where,
+            UUID=existing[0]["UUID"],
+            FunctionName=name,
+            **params,
+        )
+        return
+    if scenario.source == "kinesis":
+        params["StartingPosition"] = "TRIM_HORIZON"
+    _settled_call(
+        aws,
+        "lambda",
+        "CreateEventSourceMapping",
+        where,
+        EventSourceArn=source_arn,
+        FunctionName=name,
+        **params,
+    )
 
 
 # Batching and partial failures
