@@ -650,6 +650,66 @@ def _print_collect(result: CollectReport, fmt: Format, store: Store) -> None:
         )
 
 
+class QueueRole(StrEnum):
+    """What a collected queue holds."""
+
+    DLQ = "dlq"
+    DESTINATION = "destination"
+
+
+@collect_app.command("queue")
+def collect_queue_command(
+    queue: Annotated[str, typer.Argument(help="Queue URL, name or ARN.", show_default=False)],
+    role: Annotated[
+        QueueRole,
+        typer.Option(
+            "--as",
+            help="What the queue holds: dlq (dead letters) or destination (destination records; "
+            "other messages are quarantined).",
+            show_default=False,
+        ),
+    ],
+    drain: Annotated[
+        bool,
+        typer.Option("--drain", help="Delete each message once it is stored, until the queue is empty."),
+    ] = False,
+    hold: Annotated[
+        int,
+        typer.Option(
+            "--hold",
+            min=1,
+            max=43200,
+            help="Seconds each message stays hidden while the queue is read; then it is released.",
+        ),
+    ] = 120,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    store: StoreOption = Path(DEFAULT_STORE),
+    fmt: FormatOption = Format.TABLE,
+    quiet: QuietOption = False,
+) -> None:
+    """Copy every message of an SQS queue (a DLQ or a destination queue) into the store.
+
+    By default the queue is left as it was: each message is received once, held for --hold
+    seconds, and made visible again; its receive count rises by one. --drain deletes each
+    message, but only after it is committed to the store.
+
+    Example: tracekit collect queue orders-dlq --as dlq
+             tracekit collect queue arn:aws:sqs:eu-west-1:123456789012:orders-failed --as destination
+    """
+    from tracekit.collect.live import collect_aws
+    from tracekit.collect.progress import Meter
+    from tracekit.collect.queues import collect_queue, queue_region
+    from tracekit.store import Store
+
+    with user_errors():
+        aws = collect_aws(region or queue_region(queue), profile)
+        with Store.open(store, create=True) as st, st.writing():
+            with Meter(f"queue {queue}", "messages", enabled=not quiet) as meter:
+                result = collect_queue(st, aws, queue, role=role.value, drain=drain, hold_s=hold, meter=meter)
+        _print_collect(result, fmt, st)
+
+
 @collect_app.command("function")
 def collect_function_command(
     name: Annotated[str, typer.Argument(help="Function name or ARN.", show_default=False)],
