@@ -18,7 +18,8 @@ import boto3
 import pytest
 
 from tracekit.collect.live import CollectError, CollectReport, collect_aws
-from tracekit.collect.queues import collect_queue, queue_region
+from tracekit.collect.progress import Meter
+from tracekit.collect.queues import Held, collect_queue, queue_region
 from tracekit.collect.spool import Spool, last_mark
 from tracekit.store import Store
 
@@ -84,6 +85,43 @@ def rows(root: Path, sql: str) -> list[dict[str, Any]]:
     return Store.open(root).query(sql)
 
 
+class _Http:
+    headers: dict[str, str] = {}
+    content = b""
+
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+
+
+def intercept(
+    aws: Any, operation: str, answer: Callable[[list[dict[str, Any]]], dict[str, Any]], *, times: int = -1
+) -> None:
+    """Answer the first `times` calls of `operation` (all when -1) with `answer(entries)` instead of
+    moto: for what moto cannot produce (IAM denials, KMS errors, SQS-side batch entry failures)."""
+    left = [times]
+
+    def hook(params: dict[str, Any], **kwargs: Any) -> tuple[_Http, dict[str, Any]] | None:
+        if left[0] == 0:
+            return None
+        left[0] -= 1
+        parsed = answer(json.loads(params["body"]).get("Entries", []))
+        return _Http(int(parsed["ResponseMetadata"]["HTTPStatusCode"])), parsed
+
+    aws.client("sqs").meta.events.register(f"before-call.sqs.{operation}", hook)
+
+
+def error_answer(code: str, message: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    return lambda entries: {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 403},
+    }
+
+
+def collect_with(aws: Any, store: Path, queue: str, **options: Any) -> CollectReport:
+    with Store.open(store, create=True) as st, st.writing():
+        return collect_queue(st, aws, queue, **options)
+
+
 def dlq_message_attributes(n: int) -> dict[str, Any]:
     """Every attribute type SQS has, plus the three a Lambda function DLQ adds."""
     return {
@@ -122,9 +160,11 @@ def test_snapshot_leaves_every_message_in_the_queue_and_stores_each_once(sqs: An
     }
     store = tmp_path / "store"
 
-    report = collect(store, "orders-dlq", role="dlq")
+    meter = Meter("queue", "messages", enabled=False)
+    report = collect(store, "orders-dlq", role="dlq", meter=meter)
 
     assert counts(sqs, url) == (13, 0)
+    assert (meter.items, meter.pages) == (13, 2)
     assert set(receive_all(sqs, url)) == set(sent)
     # 13 messages counted up front: two receives of ten, no empty long polls.
     assert report.calls["ReceiveMessage"] == 2
@@ -155,6 +195,27 @@ def test_snapshot_leaves_every_message_in_the_queue_and_stores_each_once(sqs: An
     mark = last_mark(Store.open(store), f"queue:{arn}")
     assert mark is not None and (mark["messages"], mark["drained"]) == (13, False)
     assert any("raised the receive count" in w and "13 messages" in w for w in report.warnings)
+
+
+def test_a_snapshot_reads_on_when_the_message_count_was_too_low(sqs: Any, tmp_path: Path) -> None:
+    """ApproximateNumberOfMessages is approximate: here the first count says 5 of 13."""
+    url, _, sent = filled_queue(sqs, "orders-dlq", 13)
+    aws = collect_aws("eu-west-1")
+    first = [True]
+
+    def understate(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if first[0] and "ApproximateNumberOfMessages" in parsed.get("Attributes", {}):
+            parsed["Attributes"]["ApproximateNumberOfMessages"] = "5"
+            first[0] = False
+
+    aws.client("sqs").meta.events.register("after-call.sqs.GetQueueAttributes", understate)
+    store = tmp_path / "store"
+    report = collect_with(aws, store, "orders-dlq", wait_s=WAIT_S)
+
+    assert {r["message_id"] for r in rows(store, "SELECT message_id FROM dead_letters")} == set(sent)
+    assert counts(sqs, url) == (13, 0)
+    assert report.calls["ReceiveMessage"] == 2
+    assert not [w for w in report.warnings if "incomplete" in w]
 
 
 def test_a_second_snapshot_of_an_unchanged_queue_adds_nothing(sqs: Any, tmp_path: Path) -> None:
@@ -286,10 +347,10 @@ def test_drain_deletes_nothing_that_is_not_committed(
 
     with monkeypatch.context() as patch, pytest.raises(CollectError, match="disk full"):
         patch.setattr(Spool, "ingest", fail)
-        collect(store, "orders-dlq", role="dlq", drain=True)
+        collect(store, "orders-dlq", role="dlq", drain=True, wait_s=0)
 
     assert counts(sqs, url) == (12, 0)
-    collect(store, "orders-dlq", role="dlq", drain=True)
+    collect(store, "orders-dlq", role="dlq", drain=True, wait_s=0)
     assert counts(sqs, url) == (0, 0)
     assert {r["message_id"] for r in rows(store, "SELECT message_id FROM dead_letters")} == set(sent)
 
@@ -337,6 +398,10 @@ def test_as_destination_routes_records_and_quarantines_other_messages(sqs: Any, 
     assert rows(store, "SELECT count(*) AS n FROM dead_letters")[0]["n"] == 0
     assert counts(sqs, url) == (3, 0)
     assert any(arn in r for r in report.resources)
+    # As a DLQ, the same queue gives the odd message as a dead letter; records stay records.
+    as_dlq = collect(tmp_path / "dlq-store", url, role="dlq")
+    assert (as_dlq.counts["destination_records"], as_dlq.counts["dead_letters"]) == (2, 1)
+    assert as_dlq.counts["quarantined"] == 0
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -351,12 +416,6 @@ def test_a_missing_queue_is_one_line(aws_endpoint: str, tmp_path: Path) -> None:
     )
 
 
-class _Denied:
-    status_code = 403
-    headers: dict[str, str] = {}
-    content = b""
-
-
 @pytest.mark.parametrize(
     ("operation", "action", "drain"),
     [
@@ -368,20 +427,14 @@ class _Denied:
 def test_a_missing_permission_names_the_action_and_the_queue_and_loses_nothing(
     sqs: Any, tmp_path: Path, operation: str, action: str, drain: bool
 ) -> None:
-    """moto does not enforce IAM, so a botocore before-call hook answers this one operation with the
-    AccessDenied error SQS gives; every other call goes to moto."""
+    """moto does not enforce IAM, so this one operation gets the AccessDenied error SQS gives; every
+    other call goes to moto."""
     url, arn, sent = filled_queue(sqs, "orders-dlq", 3)
     aws = collect_aws("eu-west-1")
-
-    def deny(**kwargs: Any) -> tuple[_Denied, dict[str, Any]]:
-        error = {"Code": "AccessDenied", "Message": f"not authorized to perform: {action}"}
-        return _Denied(), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}
-
-    aws.client("sqs").meta.events.register(f"before-call.sqs.{operation}", deny)
+    intercept(aws, operation, error_answer("AccessDenied", f"not authorized to perform: {action}"))
     store = tmp_path / "store"
     with pytest.raises(CollectError) as caught:
-        with Store.open(store, create=True) as st, st.writing():
-            collect_queue(st, aws, "orders-dlq", drain=drain, hold_s=1, wait_s=WAIT_S)
+        collect_with(aws, store, "orders-dlq", drain=drain, hold_s=1, wait_s=WAIT_S)
 
     line = caught.value.line()
     assert "\n" not in line
@@ -393,6 +446,61 @@ def test_a_missing_permission_names_the_action_and_the_queue_and_loses_nothing(
     assert counts(sqs, url) == (3, 0)
     if drain:  # stored before the delete was refused, and still in the queue: in both places
         assert {r["message_id"] for r in rows(store, "SELECT message_id FROM dead_letters")} == set(sent)
+
+
+def test_a_kms_denial_asks_for_kms_decrypt(sqs: Any, tmp_path: Path) -> None:
+    _, arn, _ = filled_queue(sqs, "orders-dlq", 1)
+    aws = collect_aws("eu-west-1")
+    intercept(aws, "ReceiveMessage", error_answer("KMS.AccessDeniedException", "no access to key"))
+    with pytest.raises(CollectError) as caught:
+        collect_with(aws, tmp_path / "store", "orders-dlq", wait_s=0)
+    assert caught.value.line() == (
+        f"cannot collect: sqs ReceiveMessage failed: queue {arn} (KMS.AccessDeniedException: no access "
+        "to key). Allow kms:Decrypt on the queue's KMS key for these credentials"
+    )
+
+
+@pytest.mark.parametrize("sender_fault", [False, True])
+def test_drain_resends_deletes_sqs_failed_and_keeps_refused_messages(
+    sqs: Any, tmp_path: Path, sender_fault: bool
+) -> None:
+    """SQS-side entry failures (SenderFault false) are resent; refused receipts are reported, and
+    those messages stay in the queue as well as in the store."""
+    url, _, sent = filled_queue(sqs, "orders-dlq", 3)
+    aws = collect_aws("eu-west-1")
+
+    def failed(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        code = "ReceiptHandleIsInvalid" if sender_fault else "InternalError"
+        failures = [
+            {"Id": e["Id"], "SenderFault": sender_fault, "Code": code, "Message": ""} for e in entries
+        ]
+        return {"Successful": [], "Failed": failures, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    intercept(aws, "DeleteMessageBatch", failed, times=1)
+    store = tmp_path / "store"
+    report = collect_with(aws, store, "orders-dlq", drain=True, wait_s=0)
+
+    assert {r["message_id"] for r in rows(store, "SELECT message_id FROM dead_letters")} == set(sent)
+    refused = [w for w in report.warnings if "could not be deleted" in w]
+    if sender_fault:
+        assert refused == [
+            "3 messages of orders-dlq could not be deleted (ReceiptHandleIsInvalid); they are in the store "
+            "and stay in the queue, where the next --drain reads and deletes them"
+        ]
+        assert sum(counts(sqs, url)) == 3
+    else:
+        assert (refused, report.calls["DeleteMessageBatch"]) == ([], 2)
+        assert counts(sqs, url) == (0, 0)
+
+
+def test_a_message_received_again_is_released_with_its_newest_receipt() -> None:
+    held = Held()
+    first = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Attributes": {"ApproximateReceiveCount": "1"}}
+    again = {"MessageId": "m-1", "ReceiptHandle": "r-2", "Attributes": {"ApproximateReceiveCount": "2"}}
+    assert held.add([first]) == 1
+    assert held.add([again, {"MessageId": "m-2", "ReceiptHandle": "r-3"}]) == 1
+    assert held.handles == {"m-1": "r-2", "m-2": "r-3"}
+    assert (held.received_again, held.receive_counts) == (1, {"m-1": 2})
 
 
 def test_queue_region_comes_from_an_arn_or_an_aws_url() -> None:

@@ -7,9 +7,10 @@ next ReceiveMessage return the same messages again: the snapshot could never tel
 everything, and every extra receive raises ApproximateReceiveCount, which on a queue with a redrive
 policy pushes messages on to *its* DLQ. So a snapshot receives with VisibilityTimeout = `hold_s`,
 keeps each message's newest receipt handle, stops when it has seen every message
-ApproximateNumberOfMessages counted or when two long-polling receives in a row bring nothing new,
-and then sets every held message's visibility to 0 (in `finally`, so Ctrl-C releases them too; a
-killed run leaves them to reappear when the hold ends: never lost). Each message is received once
+ApproximateNumberOfMessages counted (and a second look finds none visible: the count is
+approximate) or when two long-polling receives in a row bring nothing new, and then sets every
+held message's visibility to 0 (in `finally`, so Ctrl-C releases them too; a killed run leaves
+them to reappear when the hold ends: never lost). Each message is received once
 per snapshot, so its receive count rises by exactly one; the command says so, and how close that
 brings messages to the queue's own redrive.
 
@@ -272,19 +273,39 @@ class _Reader:
         """Receive every visible message once, holding it; release them all; store what was read."""
         held = Held()
         deadline = time.monotonic() + self.hold_s * HOLD_MARGIN
+        target, complete = self.info.visible, False
 
-        def seen_all() -> bool:
-            return self.info.visible > 0 and len(held) >= self.info.visible
+        def done() -> bool:
+            nonlocal target, complete
+            if time.monotonic() >= deadline:
+                return True
+            if target <= 0 or len(held) < target:
+                return False
+            # The count is approximate: while this run holds what it saw, none should be visible.
+            still = self.visible_now()
+            target, complete = len(held) + still, still == 0
+            return complete
 
         try:
-            looked_empty = self.fill(held, lambda: seen_all() or time.monotonic() >= deadline, probe=True)
+            looked_empty = self.fill(held, done, probe=True)
         finally:
             self.release(held)
-        out_of_time = not looked_empty and not seen_all()
         self.report.add_ingest(
             self.spool.ingest(self.mark(len(held), drained=False), queue=self.info.arn, role=self.role)
         )
-        self.snapshot_warnings(held, out_of_time)
+        self.snapshot_warnings(held, out_of_time=not (looked_empty or complete))
+
+    def visible_now(self) -> int:
+        """ApproximateNumberOfMessages now."""
+        self.report.call("GetQueueAttributes")
+        response = self.aws.call(
+            "sqs",
+            "GetQueueAttributes",
+            self.where,
+            QueueUrl=self.info.url,
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )
+        return _count(response.get("Attributes", {}), "ApproximateNumberOfMessages")
 
     def fill(self, held: Held, done: Callable[[], bool], *, probe: bool = False) -> bool:
         """Receive, spool and hold until `done()` or EMPTY_RECEIVES receives in a row bring nothing
