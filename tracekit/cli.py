@@ -483,9 +483,10 @@ def audit(
     destination, retries that cannot happen, SQS messages processed twice or dead-lettered too soon,
     stream shards blocked by one bad record.
 
-    Settings come from tracekit.toml; where it is silent, from what the store shows (dead letters,
+    Settings come from the configuration `tracekit collect function` stored (the account's own, so
+    it wins), then tracekit.toml; where both are silent, from what the store shows (dead letters,
     on-failure records, dropped events, split batches). Each finding says which it rests on; rules
-    neither can decide are listed as not checked, with the settings that would decide them.
+    nothing can decide are listed as not checked, with the settings that would decide them.
 
     Example: tracekit audit
              tracekit audit --config tracekit.toml -f json

@@ -9,6 +9,7 @@ comes from the scenario file and truth.json, never from the audit's own output.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import SCENARIOS, LabStore
 
+from tracekit import jsonio
 from tracekit.analyze.audit import (
     RULE_IDS,
     AuditReport,
@@ -26,6 +28,8 @@ from tracekit.analyze.audit import (
 )
 from tracekit.analyze.build import analyze
 from tracekit.analyze.keys import Config, ConfigError, load_config
+from tracekit.collect.functions import Discovery, store_configuration
+from tracekit.store import Store
 
 
 def configured(tmp_path: Path, toml: str) -> AuditReport:
@@ -511,3 +515,147 @@ def test_the_same_failure_without_bisect_retries_the_whole_batch(lab_store: LabS
     finding = only(report, "stream-no-bisect")
     assert finding.basis == "observed"
     assert finding.value.endswith("of 4 records failed and was retried whole")
+
+
+# ---------------------------------------------------------------------- collected by `collect function`
+
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:{name}"
+QUEUE_ARN = "arn:aws:sqs:eu-west-1:123456789012:{name}"
+
+
+def snapshot(
+    name: str,
+    *,
+    timeout: int = 10,
+    dlq: str | None = None,
+    invoke_config: dict[str, Any] | None = None,
+    mapping: dict[str, Any] | None = None,
+    queue: dict[str, Any] | None = None,
+) -> Discovery:
+    """What `collect function` reads from the APIs, written here as the API reference shapes it."""
+    configuration: dict[str, Any] = {"FunctionName": name, "FunctionArn": FUNCTION_ARN.format(name=name)}
+    configuration["Timeout"] = timeout
+    if dlq:
+        configuration["DeadLetterConfig"] = {"TargetArn": dlq}
+    found = Discovery(name, None, "eu-west-1", configuration, invoke_config)
+    if mapping is not None:
+        found.mappings = [{"UUID": f"uuid-{name}", "State": "Enabled", **mapping}]
+        if queue is not None:
+            found.queues[mapping["EventSourceArn"]] = queue
+    return found
+
+
+def audit_collected(tmp_path: Path, *snapshots: Discovery, toml: str = "") -> AuditReport:
+    """Audit a store holding only the collected configuration `snapshots` (oldest first)."""
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / "tracekit.toml"
+    path.write_text(textwrap.dedent(toml))
+    with Store.open(tmp_path / "store", create=True) as store, store.writing():
+        for n, found in enumerate(snapshots):
+            store_configuration(store, found, dt.datetime(2026, 11, 26, 12, n))
+    con = store.connect()
+    try:
+        return audit(con, load_config(path))
+    finally:
+        con.close()
+
+
+def test_a_collected_configuration_beats_tracekit_toml_and_says_so(tmp_path: Path) -> None:
+    # tracekit.toml believes there is a DLQ; the account says the function has neither a DLQ nor an
+    # invoke config (so no on-failure destination, AWS's default retries and event age).
+    report = audit_collected(
+        tmp_path,
+        snapshot("notify"),
+        toml='[functions.notify]\nsource = "async"\ndlq = "orders-dlq"\n',
+    )
+    finding = only(report, "async-no-failure-sink")
+    assert (finding.severity, finding.basis) == ("high", "collected")
+    assert finding.value == "no DeadLetterConfig; no OnFailure destination"
+    assert rules(report) == {"async-no-failure-sink"}  # 21600 s leaves room for both retries
+    assert report.unchecked == []
+
+
+def test_a_collected_invoke_config_decides_the_async_rules(tmp_path: Path) -> None:
+    invoke = {
+        "MaximumRetryAttempts": 2,
+        "MaximumEventAgeInSeconds": 90,
+        "DestinationConfig": {"OnFailure": {"Destination": QUEUE_ARN.format(name="notify-failures")}},
+    }
+    report = audit_collected(
+        tmp_path, snapshot("notify", invoke_config=invoke), toml='[functions.notify]\nsource = "async"\n'
+    )
+    # 90 s: past the first retry at 60 s, before the second at 180 s (lambda-semantics §1.1).
+    finding = only(report, "async-event-age-blocks-retries")
+    assert (finding.basis, finding.value) == (
+        "collected",
+        "MaximumEventAgeInSeconds = 90; MaximumRetryAttempts = 2",
+    )
+    assert "only 1 of the 2 retries" in finding.why
+    assert "async-no-failure-sink" not in rules(report)
+
+
+def test_a_collected_sqs_mapping_and_its_source_queue_decide_the_sqs_rules(tmp_path: Path) -> None:
+    source = QUEUE_ARN.format(name="orders-in")
+    mapping = {"EventSourceArn": source, "BatchSize": 10, "FunctionResponseTypes": []}
+    queue = {
+        "QueueArn": source,
+        "VisibilityTimeout": "5",
+        "RedrivePolicy": jsonio.dumps(
+            {"deadLetterTargetArn": QUEUE_ARN.format(name="orders-in-dlq"), "maxReceiveCount": 3}
+        ),
+    }
+    # tracekit.toml's safe values lose to what the account says.
+    toml = """
+        [functions.worker]
+        visibility_timeout_s = 600
+        max_receive_count = 10
+        report_batch_item_failures = true
+        """
+    report = audit_collected(
+        tmp_path, snapshot("worker", timeout=10, mapping=mapping, queue=queue), toml=toml
+    )
+    assert report.functions == [
+        {"function": "worker", "source": "sqs", "source_basis": "collected", "audited": True}
+    ]
+    visibility = only(report, "sqs-visibility-timeout")
+    assert (visibility.severity, visibility.basis) == ("high", "collected")  # 5 s < the 10 s timeout
+    assert visibility.value == "source queue VisibilityTimeout = 5 s; Timeout = 10 s"
+    assert only(report, "sqs-max-receive-count").value == "source queue maxReceiveCount = 3"
+    assert only(report, "sqs-no-batch-item-failures").basis == "collected"
+    assert rules(report) == {"sqs-visibility-timeout", "sqs-max-receive-count", "sqs-no-batch-item-failures"}
+    assert report.unchecked == []
+
+
+def test_the_latest_snapshot_is_the_configuration(tmp_path: Path) -> None:
+    source = QUEUE_ARN.format(name="orders-in")
+    mapping = {"EventSourceArn": source, "BatchSize": 1}
+    before = {"QueueArn": source, "VisibilityTimeout": "60"}  # no redrive policy yet
+    after = {
+        **before,
+        "RedrivePolicy": jsonio.dumps({"deadLetterTargetArn": source + "-dlq", "maxReceiveCount": 5}),
+    }
+    stale = audit_collected(tmp_path / "one", snapshot("worker", mapping=mapping, queue=before))
+    assert only(stale, "sqs-no-redrive-dlq").value == "source queue has no RedrivePolicy"
+    fixed = audit_collected(
+        tmp_path / "two",
+        snapshot("worker", mapping=mapping, queue=before),
+        snapshot("worker", mapping=mapping, queue=after),
+    )
+    assert fixed.findings == []
+
+
+def test_a_collected_stream_mapping_decides_the_stream_rules(tmp_path: Path) -> None:
+    mapping = {
+        "EventSourceArn": "arn:aws:kinesis:eu-west-1:123456789012:stream/orders",
+        "BatchSize": 100,
+        "BisectBatchOnFunctionError": False,
+        "MaximumRetryAttempts": -1,
+        "MaximumRecordAgeInSeconds": -1,
+        "DestinationConfig": {"OnFailure": {}},
+    }
+    report = audit_collected(tmp_path, snapshot("stream-fn", mapping=mapping))
+    assert report.functions[0]["source"] == "kinesis"
+    assert rules(report) == {"stream-no-bisect", "stream-infinite-retries", "stream-no-on-failure"}
+    infinite = only(report, "stream-infinite-retries")
+    assert infinite.severity == "high"  # and no destination keeps the records it gives up on
+    assert {f.basis for f in report.findings} == {"collected"}

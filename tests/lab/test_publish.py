@@ -174,6 +174,104 @@ def test_cli_publish_subprocess(aws_endpoint: str, tmp_path: Path, tracekit_cli:
     assert jsonio.loads(dead["Body"])["order_id"] == 4712
 
 
+# The function and its failure configuration, as the scenario files say (collect function reads them)
+
+SCENARIOS = REPO / "samples" / "scenarios"
+
+
+def queue_arn(name: str) -> str:
+    return f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{name}"
+
+
+def role_policy(function: str) -> dict[str, Any]:
+    iam = boto3.client("iam")
+    role = f"tracekit-lab-{function}"
+    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    trust = jsonio.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    policy = iam.get_role_policy(RoleName=role, PolicyName="tracekit-lab-failure-paths")["PolicyDocument"]
+    return jsonio.loads(policy) if isinstance(policy, str) else dict(policy)
+
+
+def test_an_async_run_creates_the_function_and_its_invoke_config(aws_endpoint: str, tmp_path: Path) -> None:
+    # async-retries.toml: 128 MB, 3 s, maximum_retry_attempts 2, no maximum_event_age_s (AWS default
+    # 21600 s), on_success / on_failure / dlq on three SQS queues.
+    for n in range(2):  # the second publish updates what the first created
+        counts = run_scenario(ASYNC_RETRIES, tmp_path / f"out{n}", seed=3, publish=True).counts
+        assert (counts["published_functions"], counts["published_event_source_mappings"]) == (1, 0)
+    lam = boto3.client("lambda")
+    [function] = lam.list_functions()["Functions"]
+    assert (function["FunctionName"], function["MemorySize"], function["Timeout"]) == (
+        "orders-notify",
+        128,
+        3,
+    )
+    assert function["Role"] == f"arn:aws:iam::{ACCOUNT}:role/tracekit-lab-orders-notify"
+    invoke = lam.get_function_event_invoke_config(FunctionName="orders-notify")
+    assert (invoke["MaximumRetryAttempts"], invoke["MaximumEventAgeInSeconds"]) == (2, 21600)
+    assert invoke["DestinationConfig"] == {
+        "OnSuccess": {"Destination": queue_arn("orders-notify-success")},
+        "OnFailure": {"Destination": queue_arn("orders-notify-failures")},
+    }
+    # moto drops DeadLetterConfig; the role is allowed to send to the DLQ, as Lambda requires.
+    granted = {(tuple(s["Action"]), s["Resource"]) for s in role_policy("orders-notify")["Statement"]}
+    assert granted == {
+        (("sqs:SendMessage",), queue_arn(name))
+        for name in ("orders-notify-dlq", "orders-notify-success", "orders-notify-failures")
+    }
+    assert lam.list_event_source_mappings()["EventSourceMappings"] == []
+
+
+def test_an_sqs_run_creates_the_source_queue_redrive_policy_and_a_disabled_mapping(
+    aws_endpoint: str, tmp_path: Path
+) -> None:
+    # sqs-redrive.toml: queue orders-queue, visibility 60 s, max_receive_count 3 into orders-queue-dlq,
+    # batch_size 4, no ReportBatchItemFailures.
+    for n in range(2):
+        run_scenario(SCENARIOS / "sqs-redrive.toml", tmp_path / f"out{n}", seed=1, publish=True)
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="orders-queue")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["VisibilityTimeout"] == "60"
+    assert jsonio.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": queue_arn("orders-queue-dlq"),
+        "maxReceiveCount": 3,
+    }
+    assert attributes["ApproximateNumberOfMessages"] == "0"  # the source queue's messages were consumed
+    [mapping] = boto3.client("lambda").list_event_source_mappings(FunctionName="orders-worker")[
+        "EventSourceMappings"
+    ]
+    assert mapping["EventSourceArn"] == queue_arn("orders-queue")
+    assert (mapping["BatchSize"], mapping["State"], mapping.get("FunctionResponseTypes")) == (
+        4,
+        "Disabled",
+        [],
+    )
+
+
+def test_a_kinesis_run_creates_the_mapping_with_its_on_failure_topic(
+    aws_endpoint: str, tmp_path: Path
+) -> None:
+    # kinesis-bisect-walkthrough.toml: stream orders-stream, batch_size 10, bisect on, 2 retries, no record
+    # age (-1), on-failure SNS topic orders-stream-failures.
+    run_scenario(SCENARIOS / "kinesis-bisect-walkthrough.toml", tmp_path / "out", seed=1, publish=True)
+    topic = f"arn:aws:sns:eu-west-1:{ACCOUNT}:orders-stream-failures"
+    assert topic in {t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"]}
+    [mapping] = boto3.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == f"arn:aws:kinesis:eu-west-1:{ACCOUNT}:stream/orders-stream"
+    assert (mapping["BatchSize"], mapping["BisectBatchOnFunctionError"], mapping["MaximumRetryAttempts"]) == (
+        10,
+        True,
+        2,
+    )
+    assert (mapping["MaximumRecordAgeInSeconds"], mapping["State"], mapping["StartingPosition"]) == (
+        -1,
+        "Disabled",
+        "TRIM_HORIZON",
+    )
+    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": topic}}
+
+
 # A world built by hand: FIFO and binary attributes, Kinesis shards, S3, old timestamps
 
 
@@ -243,6 +341,9 @@ def test_dynamodb_stream_records_are_counted_not_published(aws_endpoint: str, tm
     assert counts["published_stream_records"] == 0
     assert counts["unpublished_stream_records"] == 1
     assert boto3.client("kinesis").list_streams()["StreamNames"] == []
+    # The function exists; its mapping cannot, without a stream.
+    assert (counts["published_functions"], counts["unpublished_event_source_mappings"]) == (1, 1)
+    assert boto3.client("lambda").list_event_source_mappings()["EventSourceMappings"] == []
 
 
 def test_s3_objects_land_in_the_configured_region_and_lambda_payloads_are_skipped(

@@ -1,8 +1,13 @@
 """Audit: find the settings that Lambda's failure semantics turn into lost, stuck or duplicated events.
 
-`audit(con, config)` judges every function that tracekit.toml names or the store shows. Two kinds of
-evidence decide a rule, and every finding says which it rests on:
+`audit(con, config)` judges every function that tracekit.toml names, `tracekit collect function`
+read, or the store shows. Three kinds of evidence decide a rule, and every finding says which it rests
+on:
 
+- collected: the function's configuration as the Lambda and SQS APIs gave it to `collect function`
+  (the latest snapshot in `function_configs` and `event_source_mappings`): timeout, DLQ, the async
+  invoke config (AWS's defaults when the function has none), and the event source mapping's source and
+  settings with its SQS source queue's visibility timeout and redrive policy;
 - configuration: the function's `[functions.<name>]` table in tracekit.toml (the same
   `function_settings` rows the analyzer reads; the `"*"` table holds business keys only);
 - observed: what the store proves: the sources of the function's events in the analysis, dead letters
@@ -10,7 +15,10 @@ evidence decide a rule, and every finding says which it rests on:
   held them), the timeout of timed-out invocations, split batches (bisect on) or a failed batch retried
   whole (bisect off), and the receive count of messages in a queue's redrive DLQ.
 
-Configuration wins where both speak. A rule that neither can decide is reported as unchecked, naming
+The account's own configuration is the strongest evidence, so a collected setting wins over
+tracekit.toml, which wins over what the store shows; tracekit.toml still speaks for what the APIs do
+not say (a function collected with no mapping may still be named `source = "sqs"` there, and gets its
+mapping settings from it). A rule that neither can decide is reported as unchecked, naming
 the settings that would decide it, instead of being guessed from an AWS default: a tracekit.toml that is
 silent says nothing about the function, and some defaults have drifted (a stream mapping's
 MaximumRetryAttempts). AWS's documented defaults only fill in a rule's secondary condition (the retries
@@ -52,6 +60,7 @@ class Severity(StrEnum):
 class Basis(StrEnum):
     """Where a setting's value came from."""
 
+    COLLECTED = "collected"
     CONFIGURATION = "configuration"
     OBSERVED = "observed"
 
@@ -63,6 +72,7 @@ SOURCES = ("async", "sqs", *STREAM_SOURCES, "kafka")
 #: Documented AWS values the rules rely on (lambda-semantics §1.1, §3).
 ASYNC_RETRY_DELAYS_S = (60, 120)  # waits before the 2nd and the 3rd attempt
 DEFAULT_ASYNC_RETRIES = 2
+MAX_EVENT_AGE_S = 21600  # the default, and the most MaximumEventAgeInSeconds allows
 VISIBILITY_FACTOR = 6
 MIN_RECEIVE_COUNT = 5
 DEFAULT_BATCH_SIZE = {"sqs": 10, "kinesis": 100, "dynamodb": 100}
@@ -289,6 +299,126 @@ def _value(kind: str, text: str) -> Any:
     if kind == "seconds":
         return number
     return int(number) if number.is_integer() else _BAD
+
+
+# -- reading the configuration `tracekit collect function` stored ----------------------------------
+
+# Each function's latest snapshot (the newest batch that stored its function_configs row) and the
+# mappings collected with it; an enabled mapping first (`batch` is zero-padded text, so max works).
+COLLECTED_SQL = """
+WITH latest AS (SELECT function_name, max(batch) AS batch FROM function_configs GROUP BY function_name)
+SELECT f.function_name, f.timeout_s, f.dead_letter_target_arn, f.has_invoke_config,
+    f.maximum_retry_attempts, f.maximum_event_age_s, f.on_failure_destination,
+    m.uuid, m.event_source_arn, m.source, m.state, m.batch_size, m.bisect_batch_on_function_error,
+    m.maximum_retry_attempts AS mapping_retries, m.maximum_record_age_s,
+    m.on_failure_destination AS mapping_on_failure, m.report_batch_item_failures,
+    m.queue_visibility_timeout_s, m.queue_max_receive_count, m.queue_dead_letter_target_arn,
+    m.queue_attributes IS NOT NULL AS has_queue
+FROM function_configs f
+JOIN latest l ON l.function_name = f.function_name AND l.batch = f.batch
+LEFT JOIN event_source_mappings m ON m.function_name = f.function_name AND m.batch = f.batch
+ORDER BY f.function_name, m.state = 'Enabled' DESC NULLS LAST, m.uuid
+"""
+
+
+def collected_settings(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Known]]:
+    """Function → the settings audit reads, from the latest configuration `collect function` stored.
+
+    A function with an event source mapping gets that mapping's source and settings (with several,
+    an enabled one); without one, the async settings of its invoke config, AWS's defaults when it has
+    none. The function's own settings (timeout, DLQ) come with either.
+    """
+    out: dict[str, dict[str, Known]] = {}
+    cur = con.execute(COLLECTED_SQL)
+    names = [d[0] for d in cur.description or []]
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        if row["function_name"] in out:
+            continue  # a later mapping of a function already read
+        out[row["function_name"]] = _collected(row)
+    return out
+
+
+def _known(value: Any, shown: str) -> Known:
+    return Known(value, shown, Basis.COLLECTED)
+
+
+def _collected(row: dict[str, Any]) -> dict[str, Known]:
+    settings: dict[str, Known] = {}
+    if row["timeout_s"] is not None:
+        settings["timeout_s"] = _known(row["timeout_s"], f"Timeout = {row['timeout_s']} s")
+    dlq = row["dead_letter_target_arn"]
+    settings["dlq"] = _known(dlq, f"DeadLetterConfig = {dlq}" if dlq else "no DeadLetterConfig")
+    source = row["source"]
+    if source is None:
+        settings.update(_collected_async(row))
+    elif source in SOURCES:
+        where = f" (mapping on {row['event_source_arn']})"
+        settings["source"] = _known(source, f"{source} event source mapping {row['uuid']}")
+        settings.update(_collected_sqs(row, where) if source == "sqs" else _collected_stream(row, where))
+    return settings
+
+
+def _collected_async(row: dict[str, Any]) -> dict[str, Known]:
+    on_failure = row["on_failure_destination"]
+    settings = {
+        "on_failure": _known(
+            on_failure, f"OnFailure destination = {on_failure}" if on_failure else "no OnFailure destination"
+        )
+    }
+    if not row["has_invoke_config"]:
+        retries = f"no event invoke config (AWS default MaximumRetryAttempts {DEFAULT_ASYNC_RETRIES})"
+        settings["maximum_retry_attempts"] = _known(DEFAULT_ASYNC_RETRIES, retries)
+        age = f"no event invoke config (AWS default MaximumEventAgeInSeconds {MAX_EVENT_AGE_S})"
+        settings["maximum_event_age_s"] = _known(MAX_EVENT_AGE_S, age)
+        return settings
+    if row["maximum_retry_attempts"] is not None:
+        value = row["maximum_retry_attempts"]
+        settings["maximum_retry_attempts"] = _known(value, f"MaximumRetryAttempts = {value}")
+    if row["maximum_event_age_s"] is not None:
+        value = row["maximum_event_age_s"]
+        settings["maximum_event_age_s"] = _known(value, f"MaximumEventAgeInSeconds = {value}")
+    return settings
+
+
+def _collected_sqs(row: dict[str, Any], where: str) -> dict[str, Known]:
+    settings = {
+        "batch_size": _known(row["batch_size"], f"BatchSize = {row['batch_size']}{where}"),
+        "report_batch_item_failures": _known(
+            bool(row["report_batch_item_failures"]),
+            f"ReportBatchItemFailures {'on' if row['report_batch_item_failures'] else 'off'}{where}",
+        ),
+    }
+    if row["has_queue"]:  # the source queue's attributes were readable
+        visibility = row["queue_visibility_timeout_s"]
+        settings["visibility_timeout_s"] = _known(
+            visibility, f"source queue VisibilityTimeout = {visibility} s"
+        )
+        count = row["queue_max_receive_count"]
+        shown = (
+            f"source queue maxReceiveCount = {count}"
+            if count is not None
+            else "source queue has no RedrivePolicy"
+        )
+        settings["max_receive_count"] = _known(count, shown)
+    return settings
+
+
+def _collected_stream(row: dict[str, Any], where: str) -> dict[str, Known]:
+    settings: dict[str, Known] = {}
+    for setting, column, label in (
+        ("batch_size", "batch_size", "BatchSize"),
+        ("bisect_batch_on_function_error", "bisect_batch_on_function_error", "BisectBatchOnFunctionError"),
+        ("maximum_retry_attempts", "mapping_retries", "MaximumRetryAttempts"),
+        ("maximum_record_age_s", "maximum_record_age_s", "MaximumRecordAgeInSeconds"),
+        ("report_batch_item_failures", "report_batch_item_failures", "ReportBatchItemFailures"),
+    ):
+        if row[column] is not None:
+            settings[setting] = _known(row[column], f"{label} = {row[column]}{where}")
+    on_failure = row["mapping_on_failure"]
+    shown = f"OnFailure destination = {on_failure}" if on_failure else "no OnFailure destination"
+    settings["on_failure"] = _known(on_failure, shown + where)
+    return settings
 
 
 # -- reading the store ------------------------------------------------------------------------------
@@ -796,10 +926,12 @@ def audit(con: duckdb.DuckDBPyConnection, config: Config) -> AuditReport:
         ConfigError: a setting audit reads has a value it cannot use.
     """
     configured = configured_settings(config)
+    collected = collected_settings(con)
     observed = observe(con)
     profiles = [
-        Profile(name, configured.get(name, {}), observed.get(name, Observed()))
-        for name in sorted(set(configured) | set(observed))
+        # What the account said beats tracekit.toml, which still speaks where the API is silent.
+        Profile(name, {**configured.get(name, {}), **collected.get(name, {})}, observed.get(name, Observed()))
+        for name in sorted(set(configured) | set(collected) | set(observed))
     ]
     findings: list[Finding] = []
     unchecked: list[Unchecked] = []
