@@ -651,6 +651,69 @@ def _print_collect(result: CollectReport, fmt: Format, store: Store) -> None:
         )
 
 
+@collect_app.command("logs")
+def collect_logs_command(
+    log_group: Annotated[
+        str, typer.Option("--log-group", help="Log group name, e.g. /aws/lambda/orders.", show_default=False)
+    ],
+    stream_prefix: Annotated[
+        str | None, typer.Option("--log-stream-prefix", help="Only log streams whose name starts with this.")
+    ] = None,
+    filter_pattern: Annotated[
+        str | None,
+        typer.Option("--filter-pattern", help="A CloudWatch Logs filter pattern (not with --insights)."),
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    insights: Annotated[
+        bool,
+        typer.Option(
+            "--insights",
+            help="Run a Logs Insights query for only the lines tracekit needs (START/END/REPORT, "
+            "errors, timeouts, recorder lines, platform records) instead of reading every event.",
+        ),
+    ] = False,
+    max_rate: Annotated[
+        float,
+        typer.Option("--max-rate", min=0.1, help="CloudWatch Logs requests a second at most (limit ~5/s)."),
+    ] = 4.0,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    store: StoreOption = Path(DEFAULT_STORE),
+    fmt: FormatOption = Format.TABLE,
+    quiet: QuietOption = False,
+) -> None:
+    """Copy a log group's events into the store; a re-run fetches only what is new.
+
+    Without --since a run starts 5 minutes before where the last one ended (events can become
+    searchable late; repeats are dropped by eventId), and the first run 24 hours back. An
+    interrupted run resumes where it stopped when run again.
+
+    Example: tracekit collect logs --log-group /aws/lambda/orders --since 6h
+             tracekit collect logs --log-group /aws/lambda/orders --insights
+    """
+    from tracekit.collect.cloudwatch import LogsRequest, collect_logs
+    from tracekit.collect.live import collect_aws
+    from tracekit.collect.progress import Meter
+    from tracekit.store import Store
+
+    with user_errors():
+        request = LogsRequest(
+            log_group,
+            stream_prefix=stream_prefix,
+            filter_pattern=filter_pattern,
+            since=_when(since),
+            until=_when(until),
+            insights=insights,
+            max_rate=max_rate,
+        )
+        aws = collect_aws(region, profile)
+        with Store.open(store, create=True) as st, st.writing():
+            with Meter(f"log group {log_group}", enabled=not quiet) as meter:
+                result = collect_logs(st, aws, request, meter=meter)
+        _print_collect(result, fmt, st)
+
+
 class QueueRole(StrEnum):
     """What a collected queue holds."""
 
