@@ -173,16 +173,24 @@ def test_first_run_reads_24_hours_back_and_since_until_bound_the_window(
 
 # ---------------------------------------------------------------------------- faults
 
+# What CloudWatch Logs answers for a nextToken it does not accept (boto/boto3#1467); the tokens
+# expire after 24 hours, and the API documents no other error code for FilterLogEvents to use.
+INVALID_PARAMETER = "InvalidParameterException"
+INVALID_TOKEN = "The specified nextToken is invalid."
+
+
+def has_token(body: dict[str, Any]) -> bool:
+    return "nextToken" in body
+
 
 def test_expired_next_token_restarts_its_window(proxy: FaultProxy, logs: Any, tmp_path: Path) -> None:
     rows = put_invocations(logs, streams=2, per_stream=15, start_ms=now_ms() - 20 * 60_000)
-    # What CloudWatch Logs answers for a nextToken it no longer accepts (they expire after 24 hours).
     proxy.add(
         Rule(
             "FilterLogEvents",
-            error="InvalidParameterException",
-            message="The specified nextToken is invalid.",
-            match=lambda body: "nextToken" in body,
+            error=INVALID_PARAMETER,
+            message=INVALID_TOKEN,
+            match=has_token,
             skip=1,
             times=1,
         )
@@ -194,6 +202,17 @@ def test_expired_next_token_restarts_its_window(proxy: FaultProxy, logs: Any, tm
     # page 1, page 2, page 3 rejected, then the window again from its start: 3 pages
     assert ["nextToken" in r for r in requests] == [False, True, True, False, True, True]
     assert any("nextToken" in w for w in report.warnings)
+
+
+def test_a_token_rejected_again_and_again_ends_with_one_line(
+    proxy: FaultProxy, logs: Any, tmp_path: Path
+) -> None:
+    put_invocations(logs, streams=1, per_stream=15, start_ms=now_ms() - 20 * 60_000)
+    proxy.add(Rule("FilterLogEvents", error=INVALID_PARAMETER, message=INVALID_TOKEN, match=has_token))
+    with pytest.raises(CollectError, match="rejected the nextToken 4 times in a row: log group "):
+        collect(tmp_path / "store", page_size=10)
+    # Page 1, its rejected follow-up, four times: then it gives up instead of looping.
+    assert ["nextToken" in r for r in bodies(proxy, "FilterLogEvents")] == [False, True] * 4
 
 
 def test_throttling_backs_off_and_carries_on(proxy: FaultProxy, logs: Any, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ BACKOFF_MAX_S = 30.0
 MIN_RATE = 0.2  # requests a second the pace never drops below
 TRANSIENT_CODES = {"ServiceUnavailableException", "InternalFailure", "InternalServerError"}
 TRANSIENT_TRIES = 8
+TOKEN_RESTARTS = 3  # windows restarted in a row because CloudWatch rejected their nextToken
 POLL_FIRST_S = 0.25
 POLL_MAX_S = 5.0
 QUERY_FAILED = {"Failed", "Cancelled", "Timeout", "Unknown"}
@@ -163,7 +164,11 @@ def _check(request: LogsRequest) -> None:
             "Drop --filter-pattern or --insights",
         )
     if not 1 <= request.page_size <= PAGE_LIMIT or not 1 <= request.row_limit <= INSIGHTS_ROW_LIMIT:
-        raise TracekitError("page size out of range", str(request.page_size), f"Use 1 to {PAGE_LIMIT}")
+        raise TracekitError(
+            "page size or row limit out of range",
+            f"{request.page_size}, {request.row_limit}",
+            f"Use 1 to {PAGE_LIMIT}",
+        )
     if request.max_rate <= 0:
         raise TracekitError("--max-rate must be positive", str(request.max_rate), "Use e.g. 4")
     if request.since and request.until and _ms(request.since) > _ms(request.until):
@@ -372,30 +377,49 @@ class _Collector:
             base["logStreamNamePrefix"] = request.stream_prefix
         if request.filter_pattern:
             base["filterPattern"] = request.filter_pattern
+        rejected = 0  # nextTokens rejected in a row
         while plan.windows:
             start, end = plan.windows[0]
             params = {**base, "startTime": start, "endTime": end}
             if plan.token:
                 params["nextToken"] = plan.token
             response = self._call("FilterLogEvents", params)
-            if response is None:  # the saved token was rejected: read this window again from its start
-                self.report.warnings.append(
-                    f"CloudWatch Logs no longer accepted the saved nextToken for {self.resource}; "
-                    f"re-read {_iso(start)} to {_iso(end)} from its start"
-                )
-                plan.token = None
-                self._save(plan)
+            if response is None:  # the token was rejected: read this window again from its start
+                rejected += 1
+                self._restart_window(plan, rejected)
                 continue
+            if "nextToken" in params:
+                rejected = 0
             events = response.get("events") or []
             self._spool_events(events, f"FilterLogEvents {self.group}")
             token = response.get("nextToken")
+            if token and token == plan.token:
+                self.report.warnings.append(
+                    f"CloudWatch Logs returned the same nextToken twice for {self.resource}; stopped "
+                    f"reading {_iso(start)} to {_iso(end)} there"
+                )
             if token and token != plan.token:
                 plan.token = token
-            else:  # no token (or the same one again, which would loop): this window is done
+            else:  # this window is done
                 plan.windows.pop(0)
                 plan.token = None
             self._save(plan)
             self._page_done(len(events))
+
+    def _restart_window(self, plan: _Plan, rejected: int) -> None:
+        start, end = plan.windows[0]
+        if rejected > TOKEN_RESTARTS:
+            raise CollectError(
+                f"cannot collect: CloudWatch Logs rejected the nextToken {rejected} times in a row",
+                f"{self.resource}, {_iso(start)} to {_iso(end)}",
+                "Run the same command again later",
+            )
+        self.report.warnings.append(
+            f"CloudWatch Logs no longer accepted the saved nextToken for {self.resource}; "
+            f"re-read {_iso(start)} to {_iso(end)} from its start"
+        )
+        plan.token = None
+        self._save(plan)
 
     def _spool_events(self, events: list[dict[str, Any]], source: str) -> None:
         """Spool one page, without events already spooled since the last ingest (the store drops
