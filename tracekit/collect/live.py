@@ -25,8 +25,12 @@ def collect_aws(region: str | None = None, profile: str | None = None) -> Aws:
 
 
 def to_ms(value: dt.datetime | None) -> int | None:
-    """Epoch milliseconds of an aware datetime (None stays None)."""
-    return None if value is None else int(value.timestamp() * 1000)
+    """Epoch milliseconds of a datetime; a naive one is UTC, as tracekit parses times (None stays None)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return int(value.timestamp() * 1000)
 
 
 @dataclass
