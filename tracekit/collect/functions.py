@@ -10,8 +10,9 @@ timeout and redrive policy). The configuration goes into `function_configs` and
 
 Then it collects what can be read: the log group; the function DLQ, SQS destinations, SQS on-failure
 destinations of mappings and an SQS source queue's redrive DLQ (through `collect_queue`); S3
-destinations (through `collect_s3`, under `aws/lambda/`, where Lambda writes its records). It never
-reads a source queue or stream: their messages belong to the consumer. SNS topics, EventBridge
+destinations (through `collect_s3`, under `aws/lambda/`: the keys AWS documents for mapping records
+start so, and the lab writes async records there too; records elsewhere need `tracekit collect s3`).
+It never reads a source queue or stream: their messages belong to the consumer. SNS topics, EventBridge
 buses, Lambda functions and Kafka topics cannot be read back, so the report warns, naming the target
 and what to do (subscribe a queue to it, then `tracekit collect queue`).
 """
@@ -35,14 +36,27 @@ from tracekit.store.schema import SCHEMAS
 
 NOT_FOUND = ("ResourceNotFoundException",)
 QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
-#: Where Lambda writes destination records in an S3 bucket (async and event source mappings alike).
+#: Where collect function looks for destination records in an S3 bucket (see the module docstring).
 S3_RECORDS_PREFIX = "aws/lambda/"
+#: Targets that cannot be read back: what they are, and what to do instead ({role}: dlq, destination).
 UNREADABLE = {
-    "sns": "an SNS topic",
-    "events": "an EventBridge event bus",
-    "lambda": "a Lambda function",
-    "kafka": "a Kafka topic",
+    "sns": (
+        "an SNS topic",
+        "subscribe an SQS queue to it and collect that queue: tracekit collect queue QUEUE --as {role}",
+    ),
+    "events": (
+        "an EventBridge event bus",
+        "add a rule that sends these events to an SQS queue and collect that queue: "
+        "tracekit collect queue QUEUE --as {role}",
+    ),
+    "lambda": (
+        "a Lambda function",
+        "its invocations carry the records: collect that function, or send the records to an SQS queue",
+    ),
+    "kafka": ("a Kafka topic", "read the topic with a Kafka consumer"),
 }
+#: Values of the function's environment variables are left out of the stored configuration.
+REDACTED = "<redacted by tracekit>"
 
 
 @dataclass
@@ -184,10 +198,14 @@ def _queue_attributes(call: Call, arn: str) -> dict[str, Any] | None:
 
 
 def _plain(response: dict[str, Any]) -> dict[str, Any]:
-    """An API answer without botocore's ResponseMetadata, with datetimes as ISO text (JSON-ready)."""
+    """An API answer without botocore's ResponseMetadata, with datetimes as ISO text (JSON-ready), and
+    without the values of environment variables, which often hold secrets."""
     value: dict[str, Any] = jsonio.loads(
         jsonio.dumps({k: v for k, v in response.items() if k != "ResponseMetadata"})
     )
+    variables = (value.get("Environment") or {}).get("Variables")
+    if isinstance(variables, dict):
+        value["Environment"]["Variables"] = dict.fromkeys(variables, REDACTED)
     return value
 
 
@@ -346,11 +364,11 @@ def plan_targets(found: Discovery) -> tuple[list[Target], list[str]]:
         elif service == "s3":
             target = Target("s3", f"s3://{_arn_name(arn)}/{S3_RECORDS_PREFIX}", role, why)
         else:
-            what = UNREADABLE.get(service, f"a {service or 'non-AWS'} target")
+            what, todo = UNREADABLE.get(
+                service, (f"a {service or 'non-AWS'} target", "give it an SQS target")
+            )
             warnings.append(
-                f"{why} {arn} is {what}, which cannot be read back: subscribe an SQS queue to it "
-                "(or give the function an SQS target) and collect that queue with "
-                "`tracekit collect queue QUEUE --as " + role + "`"
+                f"{why} {arn} is {what}, which tracekit cannot read back: {todo.format(role=role)}"
             )
             return
         if all(t.location != target.location for t in targets):
