@@ -659,3 +659,17 @@ def test_a_collected_stream_mapping_decides_the_stream_rules(tmp_path: Path) -> 
     infinite = only(report, "stream-infinite-retries")
     assert infinite.severity == "high"  # and no destination keeps the records it gives up on
     assert {f.basis for f in report.findings} == {"collected"}
+
+
+def test_an_invoke_config_says_nothing_about_a_stream_function(tmp_path: Path) -> None:
+    # The mapping was not collected (a DynamoDB stream the lab cannot publish, say): the function's
+    # missing invoke config must not read as "no on-failure destination" for its stream source.
+    toml = """
+        [functions.projector]
+        source = "dynamodb"
+        bisect_batch_on_function_error = true
+        maximum_retry_attempts = 2
+        """
+    report = audit_collected(tmp_path, snapshot("projector"), toml=toml)
+    assert report.findings == []
+    assert unchecked(report) == {"stream-no-on-failure": ("on_failure",)}

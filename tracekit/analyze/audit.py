@@ -5,9 +5,10 @@ read, or the store shows. Three kinds of evidence decide a rule, and every findi
 on:
 
 - collected: the function's configuration as the Lambda and SQS APIs gave it to `collect function`
-  (the latest snapshot in `function_configs` and `event_source_mappings`): timeout, DLQ, the async
-  invoke config (AWS's defaults when the function has none), and the event source mapping's source and
-  settings with its SQS source queue's visibility timeout and redrive policy;
+  (the latest snapshot in `function_configs` and `event_source_mappings`): timeout, DLQ, the event
+  source mapping's source and settings with its SQS source queue's visibility timeout and redrive
+  policy, and, for a function invoked asynchronously, its invoke config (AWS's defaults when it has
+  none);
 - configuration: the function's `[functions.<name>]` table in tracekit.toml (the same
   `function_settings` rows the analyzer reads; the `"*"` table holds business keys only);
 - observed: what the store proves: the sources of the function's events in the analysis, dead letters
@@ -321,21 +322,31 @@ ORDER BY f.function_name, m.state = 'Enabled' DESC NULLS LAST, m.uuid
 """
 
 
-def collected_settings(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Known]]:
+@dataclass(frozen=True)
+class Collected:
+    """One function's settings from the configuration `collect function` stored."""
+
+    #: Settings that hold whatever its source: timeout, DLQ, and its event source mapping's.
+    settings: dict[str, Known]
+    #: Its async invoke config's (AWS's defaults when it has none): they decide only async rules.
+    invoke: dict[str, Known]
+
+
+def collected_settings(con: duckdb.DuckDBPyConnection) -> dict[str, Collected]:
     """Function → the settings audit reads, from the latest configuration `collect function` stored.
 
     A function with an event source mapping gets that mapping's source and settings (with several,
-    an enabled one); without one, the async settings of its invoke config, AWS's defaults when it has
-    none. The function's own settings (timeout, DLQ) come with either.
+    an enabled one). The invoke config's retries, event age and on-failure destination are kept apart:
+    they are the function's only when it is invoked asynchronously.
     """
-    out: dict[str, dict[str, Known]] = {}
+    out: dict[str, Collected] = {}
     cur = con.execute(COLLECTED_SQL)
     names = [d[0] for d in cur.description or []]
     for values in cur.fetchall():
         row = dict(zip(names, values, strict=True))
         if row["function_name"] in out:
             continue  # a later mapping of a function already read
-        out[row["function_name"]] = _collected(row)
+        out[row["function_name"]] = Collected(_collected(row), _collected_async(row))
     return out
 
 
@@ -350,9 +361,7 @@ def _collected(row: dict[str, Any]) -> dict[str, Known]:
     dlq = row["dead_letter_target_arn"]
     settings["dlq"] = _known(dlq, f"DeadLetterConfig = {dlq}" if dlq else "no DeadLetterConfig")
     source = row["source"]
-    if source is None:
-        settings.update(_collected_async(row))
-    elif source in SOURCES:
+    if source in SOURCES:
         where = f" (mapping on {row['event_source_arn']})"
         settings["source"] = _known(source, f"{source} event source mapping {row['uuid']}")
         settings.update(_collected_sqs(row, where) if source == "sqs" else _collected_stream(row, where))
@@ -929,8 +938,7 @@ def audit(con: duckdb.DuckDBPyConnection, config: Config) -> AuditReport:
     collected = collected_settings(con)
     observed = observe(con)
     profiles = [
-        # What the account said beats tracekit.toml, which still speaks where the API is silent.
-        Profile(name, {**configured.get(name, {}), **collected.get(name, {})}, observed.get(name, Observed()))
+        _profile(name, configured.get(name, {}), collected.get(name), observed.get(name, Observed()))
         for name in sorted(set(configured) | set(collected) | set(observed))
     ]
     findings: list[Finding] = []
@@ -946,6 +954,19 @@ def audit(con: duckdb.DuckDBPyConnection, config: Config) -> AuditReport:
                 unchecked.append(verdict)
     findings.sort(key=lambda f: (_SEVERITY_ORDER[f.severity], f.function, f.rule))
     return AuditReport([_summary(p) for p in profiles], findings, unchecked)
+
+
+def _profile(
+    name: str, configured: dict[str, Known], collected: Collected | None, observed: Observed
+) -> Profile:
+    """What the account said beats tracekit.toml, which still speaks where the APIs are silent; the
+    invoke config's settings join only a function whose source is async."""
+    if collected is None:
+        return Profile(name, configured, observed)
+    profile = Profile(name, {**configured, **collected.settings}, observed)
+    if profile.source_name != "async":
+        return profile
+    return Profile(name, {**profile.configured, **collected.invoke}, observed)
 
 
 def audit_configuration(config: Config) -> AuditReport:
