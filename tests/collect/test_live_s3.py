@@ -104,13 +104,17 @@ def test_export_objects_become_log_events_and_a_second_run_fetches_nothing(
     boto3.client("s3").put_object(Bucket="exports-bucket", Key=key, Body=body)
     store, third = collect(tmp_path / "store", "s3://exports-bucket/", log_group=GROUP)
     assert (third.fetched, added(third)) == (1, {"destination_records": 1})
-    [record] = store.query("SELECT kind, condition, shard_id, batch_size, source FROM destination_records")
+    [record] = store.query(
+        "SELECT kind, condition, shard_id, batch_size, source, envelope, envelope_id FROM destination_records"
+    )
     assert record == {
         "kind": "kinesis",
         "condition": "RetryAttemptsExhausted",
         "shard_id": "shardId-000000000000",
         "batch_size": 2,
         "source": f"s3://exports-bucket/{key}",
+        "envelope": "s3",  # the ingest contract: known from the collector, envelope_id the S3 key
+        "envelope_id": key,
     }
 
 

@@ -265,7 +265,12 @@ def _handle_destination(v: dict[str, Any], position: str, parsed: Parsed, raw: s
     # A Kafka-topic on-failure destination writes one message per failed record (recordInfo).
     info = v.get("KafkaBatchInfo")
     envelope = "kafka" if isinstance(info, dict) and "recordInfo" in info else "raw"
-    parsed.add_destination(destination_row(v, envelope=envelope), position or "record 1")
+    envelope_id = None
+    if envelope == "raw" and parsed.source.startswith("s3://"):
+        # collect s3 read it from a bucket: the carrier is the S3 object, named by its key.
+        envelope, envelope_id = "s3", parsed.source.removeprefix("s3://").partition("/")[2] or None
+    row = destination_row(v, envelope=envelope, envelope_id=envelope_id)
+    parsed.add_destination(row, position or "record 1")
 
 
 def _is_eventbridge(v: dict[str, Any]) -> bool:
