@@ -25,6 +25,7 @@ bench: $(BIN)/tracekit
 	$(BIN)/python tests/bench/ingest.py
 	$(BIN)/python tests/bench/lab.py
 	$(BIN)/python tests/bench/analyze.py
+	$(BIN)/python tests/bench/collect.py
 
 # Regenerate samples/lab/ from the shipped scenarios, so samples and their truth never drift.
 samples: $(BIN)/tracekit

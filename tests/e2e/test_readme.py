@@ -55,23 +55,20 @@ def test_every_command_is_in_the_readme() -> None:
     for name in names:
         assert f"### `tracekit {name}" in README
     groups = {g.typer_instance.info.name: g.typer_instance for g in app.registered_groups}
-    assert set(groups) == {"lab", "recorder"}
+    assert set(groups) == {"collect", "lab", "recorder"}
     for group, sub in groups.items():
         for command in sub.registered_commands:
             assert f"`tracekit {group} {command.name}" in README
 
 
-def test_the_lab_section_runs(tmp_path: Path) -> None:
-    section = README.split("## The lab", 1)[1]
-    block = section.split("```sh", 1)[1].split("```", 1)[0]
-    commands = [line for line in block.splitlines() if line.startswith("tracekit ")]
-    assert [c.split()[1] for c in commands] == ["lab", "ingest"]
+def run_as_json(commands: list[str], places: dict[str, Path]) -> list[str]:
+    """Run README command lines with --format json, the paths in `places` (prefixes, in order) moved
+    to scratch ones."""
     outputs = []
     for command in commands:
-        argv = [
-            a.replace("/tmp/lab-store", str(tmp_path / "store")).replace("/tmp/lab", str(tmp_path / "lab"))
-            for a in shlex.split(command)
-        ]
+        argv = shlex.split(command)
+        for old, new in places.items():
+            argv = [a.replace(old, str(new)) for a in argv]
         done = subprocess.run(
             [sys.executable, "-m", "tracekit", *argv[1:], "--format", "json"],
             cwd=ROOT,
@@ -81,6 +78,15 @@ def test_the_lab_section_runs(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, f"{command}\n{done.stderr}"
         outputs.append(done.stdout)
+    return outputs
+
+
+def test_the_lab_section_runs(tmp_path: Path) -> None:
+    section = README.split("## The lab", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.startswith("tracekit ")]
+    assert [c.split()[1] for c in commands] == ["lab", "ingest"]
+    outputs = run_as_json(commands, {"/tmp/lab-store": tmp_path / "store", "/tmp/lab": tmp_path / "lab"})
     # async-retries: 3 events; attempts 1 + 3 + 3 = 7 invocations; the third event is dead-lettered.
     counts = jsonio.loads(outputs[1])
     assert counts["invocations"] == 7
@@ -103,3 +109,21 @@ def test_the_scenario_format_example_runs(tmp_path: Path) -> None:
     # One listed event plus 50 random ones, each ending somewhere.
     assert sum(report.outcomes.values()) == 51
     assert "in_flight" not in report.outcomes
+
+
+def test_the_collect_section_runs_against_a_local_emulator(aws_endpoint: str, tmp_path: Path) -> None:
+    """The "Trying it without an account" block, pointed at the test suite's moto server."""
+    section = README.split("### Trying it without an account", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.startswith("tracekit ")]
+    assert [c.split()[1] for c in commands] == ["lab", "collect", "collect", "events"]
+    assert "export AWS_ENDPOINT_URL=" in block  # the test's fixture sets the same variables
+    places = {"/tmp/live-store": tmp_path / "store", "/tmp/lab-live": tmp_path / "lab"}
+    outputs = run_as_json(commands, places)
+    # The oracle is the run's own truth.json: every event's outcome and attempt count, collected live.
+    truth = jsonio.loads((tmp_path / "lab" / "truth.json").read_bytes())["events"]
+    expected = {e["event_id"]: (e["outcome"], len(e["attempts"])) for e in truth}
+    listed = {e["event_id"]: (e["outcome"], e["attempts"]) for e in jsonio.loads(outputs[3])}
+    assert listed == expected
+    assert sorted(expected.values()) == [("dead_lettered", 3), ("succeeded", 1), ("succeeded_after_retry", 3)]
+    assert jsonio.loads(outputs[2])["dead_letters"] == 1
