@@ -861,6 +861,23 @@ def collect_s3_command(
         _print_collect(result, fmt, st)
 
 
+# ---------------------------------------------------------------------------- replay and chaos
+
+replay_app = typer.Typer(
+    name="replay",
+    help="Re-inject failed events into their sources, safely: plan, read, then run.",
+    no_args_is_help=True,
+)
+app.add_typer(replay_app)
+
+chaos_app = typer.Typer(
+    name="chaos",
+    help="Replay with injected faults in staging and judge whether the consumer is idempotent.",
+    no_args_is_help=True,
+)
+app.add_typer(chaos_app)
+
+
 # ---------------------------------------------------------------------------- recorder
 
 recorder_app = typer.Typer(

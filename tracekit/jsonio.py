@@ -39,7 +39,7 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
     return dumpb(value, sort_keys=sort_keys).decode()
 
 
-def dumpb(value: Any, *, sort_keys: bool = False) -> bytes:
-    """Like dumps, as bytes."""
-    option = _OPTIONS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+def dumpb(value: Any, *, sort_keys: bool = False, indent: bool = False) -> bytes:
+    """Like dumps, as bytes; `indent` writes two-space indented JSON for files people read and diff."""
+    option = _OPTIONS | (orjson.OPT_SORT_KEYS if sort_keys else 0) | (orjson.OPT_INDENT_2 if indent else 0)
     return orjson.dumps(value, default=_default, option=option)
