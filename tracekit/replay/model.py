@@ -9,7 +9,9 @@ format or a newer version with one clear line.
 Every copy a replay sends carries a marker, so collectors and the analyzer tell replays from
 originals and no replay loop can form: the message attribute `tracekit-replay-id` where the target
 has attributes (SQS, SNS), otherwise a top-level payload field of the same name (Lambda async invoke,
-EventBridge detail, Kinesis data when it is a JSON object). Its value is `<plan_id>:<entry_id>`.
+EventBridge detail, Kinesis data when it is a JSON object). Its value is
+`<plan_id>:<entry_id>:<event_id>`: the analyzer reads the original's event id from it (it cannot rely on
+finding the plan file), so plan and entry ids never contain a colon, and an event id may.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Source:
     shard_id: str | None = None
     start_sequence_number: str | None = None
     end_sequence_number: str | None = None
+    #: Stream ranges: the sequence number of the one record this entry re-sends.
+    sequence_number: str | None = None
 
 
 @dataclass
@@ -102,6 +106,11 @@ class Entry:
     partition_key: str | None = None
     detail_type: str | None = None
     event_source: str | None = None
+    #: "base64" when `payload` is base64 text of binary data (Kinesis records that are not UTF-8);
+    #: None: the payload is sent as its UTF-8 text.
+    payload_encoding: str | None = None
+    #: "base64" when `payload` holds base64 bytes (Kinesis data); None for text.
+    payload_encoding: str | None = None
 
 
 @dataclass
@@ -117,10 +126,19 @@ class Plan:
     entries: list[Entry] = field(default_factory=list)
     #: Where the marker goes: "attribute" (SQS, SNS) and "payload_field" (the rest) are names.
     marker: dict[str, str] = field(default_factory=lambda: {"attribute": MARKER, "payload_field": MARKER})
+    #: What the selectors chose but the plan cannot replay, each {"event_id", "reason", ...}: stream
+    #: records past retention, events with no source record, events already replayed.
+    unavailable: list[dict[str, Any]] = field(default_factory=list)
 
     def replay_id(self, entry: Entry) -> str:
-        """The marker value a copy of `entry` carries."""
-        return f"{self.plan_id}:{entry.entry_id}"
+        """The marker value a copy of `entry` carries: `<plan_id>:<entry_id>:<event_id>`."""
+        return f"{self.plan_id}:{entry.entry_id}:{entry.event_id}"
+
+
+def original_event_id(replay_id: str) -> str | None:
+    """The original's event id in a marker value (None when it is not of the form plan:entry:event)."""
+    parts = replay_id.split(":", 2)
+    return parts[2] if len(parts) == 3 and parts[2] else None
 
 
 def now_iso() -> str:
@@ -163,6 +181,7 @@ def load_plan(path: Path) -> Plan:
             store=str(body.get("store") or ""),
             entries=entries,
             marker=dict(body.get("marker") or {"attribute": MARKER, "payload_field": MARKER}),
+            unavailable=[dict(u) for u in body.get("unavailable") or []],
         )
     except (KeyError, TypeError, ValueError) as exc:
         where = f"{path} ({type(exc).__name__}: {first_line(exc)})"
