@@ -106,9 +106,6 @@ class Entry:
     partition_key: str | None = None
     detail_type: str | None = None
     event_source: str | None = None
-    #: "base64" when `payload` is base64 text of binary data (Kinesis records that are not UTF-8);
-    #: None: the payload is sent as its UTF-8 text.
-    payload_encoding: str | None = None
     #: "base64" when `payload` holds base64 bytes (Kinesis data); None for text.
     payload_encoding: str | None = None
 
