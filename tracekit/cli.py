@@ -878,6 +878,60 @@ chaos_app = typer.Typer(
 app.add_typer(chaos_app)
 
 
+@chaos_app.command("run")
+def chaos_run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).", show_default=False)],
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="TRACEKIT_STORE",
+            help="Store the run's logs are ingested into and `sql` probes read (default: none).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for the fault schedule (default: the file's).")
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Where the consumer's state and logs go (default: a new temp dir)."),
+    ] = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Run events once cleanly, then with faults, probe the consumer's effect after each, and judge
+    every event: idempotent, not_idempotent (with the difference) or inconclusive (and why).
+
+    Example: tracekit chaos run replays/experiments/orders-duplicates.toml
+    """
+    from tracekit.chaos.run import run_experiment
+
+    with user_errors():
+        report = run_experiment(experiment, store=store, seed=seed, workdir=workdir)
+    if fmt is Format.JSON:
+        typer.echo(jsonio.dumps(report.to_json()))
+        return
+    from tracekit.render import print_rows
+
+    rows = [
+        [e.event_id, e.key, e.verdict, e.delivered, e.succeeded, _chaos_reason(e.reason, e.differences)]
+        for e in report.events
+    ]
+    counts = ", ".join(f"{n} {v}" for v, n in report.counts.items())
+    title = f"{report.experiment} ({', '.join(report.faults) or 'no faults'}): {counts}"
+    print_rows(["event", "key", "verdict", "delivered", "succeeded", "why"], rows, fmt, title=title)
+    if report.checks:
+        checks = [[f.check, f.severity, f.basis, ", ".join(f.events), f.message] for f in report.checks]
+        print_rows(["check", "severity", "basis", "events", "finding"], checks, fmt, title="static checks")
+    typer.echo(f"consumer state and logs: {report.workdir}", err=True)
+
+
+def _chaos_reason(reason: str, differences: list[dict[str, object]]) -> str:
+    shown = "; ".join(
+        f"{d['probe']} {jsonio.dumps(d['before'])} -> {jsonio.dumps(d['after'])}" for d in differences
+    )
+    return f"{reason}: {shown}" if shown else reason
+
+
 # ---------------------------------------------------------------------------- recorder
 
 recorder_app = typer.Typer(
