@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tracekit.analyze.audit import AuditReport
     from tracekit.analyze.keys import Config
     from tracekit.analyze.report import Report
+    from tracekit.chaos.verdict import EventVerdict
     from tracekit.collect.live import CollectReport
     from tracekit.store import Store
 
@@ -912,24 +913,27 @@ def chaos_run(
         return
     from tracekit.render import print_rows
 
-    rows = [
-        [e.event_id, e.key, e.verdict, e.delivered, e.succeeded, _chaos_reason(e.reason, e.differences)]
-        for e in report.events
-    ]
     counts = ", ".join(f"{n} {v}" for v, n in report.counts.items())
     title = f"{report.experiment} ({', '.join(report.faults) or 'no faults'}): {counts}"
-    print_rows(["event", "key", "verdict", "delivered", "succeeded", "why"], rows, fmt, title=title)
+    columns = ["event", "key", "verdict", "delivered", "succeeded", "why", "probe", "before", "after"]
+    print_rows(columns, _chaos_rows(report.events), fmt, title=title)
     if report.checks:
         checks = [[f.check, f.severity, f.basis, ", ".join(f.events), f.message] for f in report.checks]
         print_rows(["check", "severity", "basis", "events", "finding"], checks, fmt, title="static checks")
     typer.echo(f"consumer state and logs: {report.workdir}", err=True)
 
 
-def _chaos_reason(reason: str, differences: list[dict[str, object]]) -> str:
-    shown = "; ".join(
-        f"{d['probe']} {jsonio.dumps(d['before'])} -> {jsonio.dumps(d['after'])}" for d in differences
-    )
-    return f"{reason}: {shown}" if shown else reason
+def _chaos_rows(events: list[EventVerdict]) -> list[list[object]]:
+    """One row per event, or per differing probe of a not_idempotent event (before and after)."""
+    rows: list[list[object]] = []
+    for e in events:
+        row: list[object] = [e.event_id, e.key, e.verdict, e.delivered, e.succeeded, e.reason]
+        rows.extend(
+            [*row, d["probe"], jsonio.dumps(d["before"]), jsonio.dumps(d["after"])] for d in e.differences
+        )
+        if not e.differences:
+            rows.append([*row, "", "", ""])
+    return rows
 
 
 # ---------------------------------------------------------------------------- recorder
