@@ -21,15 +21,17 @@ import duckdb
 import pyarrow as pa
 
 from tracekit.analyze.keys import Config, create_function_settings, load_config, with_business_key
+from tracekit.analyze.replays import mark_replays
 from tracekit.errors import TracekitError, first_line
 from tracekit.store.catalog import BUILD_MEMORY_LIMIT, Generation, Store, sql_str
 from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
 
 #: Bumped when the analysis tables change meaning or shape: older generations are then rebuilt.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3  # 3: replayed copies are duplicate_kind 'replay'
 
-#: Run in this order: items first, the lifecycle modules read its tables.
-SOURCE_MODULES = ("items", "asynchronous", "sqs", "streams")
+#: Run in this order: items first, the lifecycle modules read its tables; replays finds the copies
+#: tracekit replayed (its `replay_marks` table is applied to the events as they are written).
+SOURCE_MODULES = ("items", "asynchronous", "sqs", "streams", "replays")
 
 #: The `<source>_` prefixes of the tables the lifecycle modules create.
 SOURCES = ("async", "sqs", "streams", "kinesis", "dynamodb")
@@ -252,6 +254,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, generation: Generation, config
             # Without key paths every business key is NULL and no event can be a client retry.
             if config.key_paths():
                 select = client_retries(select)
+            select = mark_replays(select)
         if table in ORDER:
             select = f"SELECT * FROM ({select}) ORDER BY {ORDER[table]}"
         generation.copy(con, table, select)

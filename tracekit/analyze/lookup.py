@@ -101,7 +101,7 @@ class EventFilter:
     limit: int | None = None
 
 
-def _events_relation(config: Config, key_path: str | None) -> str:
+def events_relation(config: Config, key_path: str | None) -> str:
     """The events view, with business keys recomputed when a --key path overrides the configured ones."""
     if key_path is None:
         return "SELECT * FROM events"
@@ -112,6 +112,20 @@ def list_events(
     con: duckdb.DuckDBPyConnection, config: Config, where: EventFilter
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The events matching `where`, oldest first, as (columns, rows) with EVENT_LIST_COLUMNS."""
+    conditions, params = filter_sql(where)
+    sql = (
+        f"SELECT {', '.join(EVENT_LIST_COLUMNS)} FROM ({events_relation(config, where.key_path)}) "
+        f"{'WHERE ' + ' AND '.join(conditions) if conditions else ''} "
+        "ORDER BY first_seen NULLS LAST, event_id"
+    )
+    if where.limit is not None:
+        sql += f" LIMIT {int(where.limit)}"
+    cur = con.execute(sql, params)
+    return [d[0] for d in cur.description or []], cur.fetchall()
+
+
+def filter_sql(where: EventFilter) -> tuple[list[str], list[Any]]:
+    """`where` (all but its limit) as SQL conditions over the events table, and their parameters."""
     conditions: list[str] = []
     params: list[Any] = []
     if where.function is not None:
@@ -129,15 +143,7 @@ def list_events(
     if where.key_value is not None:
         conditions.append("business_key = ?")
         params.append(where.key_value)
-    sql = (
-        f"SELECT {', '.join(EVENT_LIST_COLUMNS)} FROM ({_events_relation(config, where.key_path)}) "
-        f"{'WHERE ' + ' AND '.join(conditions) if conditions else ''} "
-        "ORDER BY first_seen NULLS LAST, event_id"
-    )
-    if where.limit is not None:
-        sql += f" LIMIT {int(where.limit)}"
-    cur = con.execute(sql, params)
-    return [d[0] for d in cur.description or []], cur.fetchall()
+    return conditions, params
 
 
 # -- one event's timeline -------------------------------------------------------------------------
@@ -173,7 +179,7 @@ def find_timelines(
         ConfigError: `key_path` is not a supported path.
     """
     check_key_path(key_path)
-    relation = _events_relation(config, key_path)
+    relation = events_relation(config, key_path)
     lookups = (
         ("event_id", "event_id = ?"),
         ("business_key", "business_key = ?"),
