@@ -153,11 +153,11 @@ def iam_action(service: str, operation: str) -> str:
 
 
 def sized_batches(
-    entries: list[dict[str, Any]], max_count: int, max_bytes: int, size: Callable[[dict[str, Any]], int]
-) -> Iterator[list[dict[str, Any]]]:
+    entries: list[T], max_count: int, max_bytes: int, size: Callable[[T], int]
+) -> Iterator[list[T]]:
     """Consecutive runs of entries within a call's count and byte limits (an oversized entry goes
     alone, for the API to refuse by name)."""
-    batch: list[dict[str, Any]] = []
+    batch: list[T] = []
     total = 0
     for entry in entries:
         n = size(entry)
