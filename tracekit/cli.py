@@ -871,6 +871,102 @@ replay_app = typer.Typer(
 )
 app.add_typer(replay_app)
 
+
+@replay_app.command("plan")
+def replay_plan(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The plan file to write.", show_default=False)
+    ],
+    function: Annotated[str | None, typer.Option("--function", help="Only this function.")] = None,
+    outcome: Annotated[Outcome | None, typer.Option("--outcome", help="Only events that ended so.")] = None,
+    error_type: Annotated[
+        str | None, typer.Option("--error-type", help="Only events whose final error has this type.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only events seen at or after this time: ISO, or 30m, 6h, 2d, 1w ago."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only events first seen at or before this time.")
+    ] = None,
+    event: Annotated[
+        list[str] | None, typer.Option("--event", help="Only this event id (repeatable).")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="A business key value, a key path ($.orderId), or both ($.orderId=4711)."),
+    ] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="A SQL condition over the events table.")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Send every entry here: a function, SQS, SNS, EventBridge bus or Kinesis ARN, or queue URL.",
+        ),
+    ] = None,
+    redact: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--redact", help="Mask this JSON path in the file ($.card; repeatable); re-read at run time."
+        ),
+    ] = None,
+    include_replays: Annotated[
+        bool, typer.Option("--include-replays", help="Also plan replayed copies and events already replayed.")
+    ] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    store: StoreOption = Path(DEFAULT_STORE),
+    config: ConfigOption = None,
+    fmt: FormatOption = Format.TABLE,
+) -> None:
+    """Choose failed events and write a replay plan: one entry per event, with its target and payload.
+
+    Selectors are those of `tracekit events`, plus --error-type, --until, --event and a SQL --where.
+    Stream on-failure ranges are re-read from their stream now (AWS access needed). Prints the
+    entries per target and, on stderr, every selected event the plan cannot replay and why.
+
+    Example: tracekit replay plan --function orders --outcome dead_lettered --since 1d -o replays/orders.json
+             tracekit replay plan --event 4711 --redact '$.card' -o replays/one.json
+    """
+    from tracekit.analyze.lookup import EventFilter, parse_since, split_key_option
+    from tracekit.render import print_rows
+    from tracekit.replay.model import save_plan
+    from tracekit.replay.payloads import parse_target
+    from tracekit.replay.plan import PlanRequest, entries_per_target, make_plan, plan_aws
+    from tracekit.store import Store
+
+    with user_errors():
+        settings = _config(config)
+        key_path, key_value = split_key_option(key)
+        request = PlanRequest(
+            where=EventFilter(
+                function=function,
+                outcome=outcome,
+                since=parse_since(since) if since else None,
+                key_value=key_value,
+                key_path=key_path,
+            ),
+            error_type=error_type,
+            until=parse_since(until) if until else None,
+            event_ids=list(event or []),
+            sql_where=where,
+            target=parse_target(target) if target else None,
+            redact=list(redact or []),
+            include_replays=include_replays,
+        )
+        with Store.open(store) as st:
+            _up_to_date(st, settings)
+            plan = make_plan(st, settings, request, lambda: plan_aws(region, profile))
+        save_plan(plan, output)
+    print_rows(["target", "entries"], list(entries_per_target(plan.entries).items()), fmt)
+    typer.echo(f"{len(plan.entries)} entries → {output} (plan {plan.plan_id})", err=True)
+    for item in plan.unavailable:
+        what = item.get("event_id") or item.get("source")
+        typer.echo(f"not planned: {what}: {item['reason']}", err=True)
+
+
 chaos_app = typer.Typer(
     name="chaos",
     help="Replay with injected faults in staging and judge whether the consumer is idempotent.",
