@@ -121,13 +121,9 @@ def _kind(doc: str) -> str:
     END"""
 
 
-# Step 1: the candidate lines, parsed once: their evidence `e` (the line's JSON, or the JSON in
-# its `message` field) and the request id they name.
-LINES = r"""
-CREATE OR REPLACE TEMP TABLE tk_item_lines AS
-WITH raw AS (
-    SELECT log_group, log_stream, "timestamp" AS ts, seq, event_id, {stream_key} AS stream_key,
-        CASE
+#: A log line's JSON (`body`: the whole message, or what follows a Python `[LEVEL]\t<time>\t<request id>\t`
+#: or Node `<time>\t<request id>\t<LEVEL>\t` prefix) and the request id such a prefix names (`text_rid`).
+LINE_PARTS = r"""CASE
             WHEN starts_with(message, '{') THEN message
             WHEN starts_with(message, '[')
                 THEN regexp_extract(message, '^\[[A-Z]+\]\t[^\t]*\t[^\t\n]*\t(\{.*\})\s*$', 1)
@@ -138,7 +134,16 @@ WITH raw AS (
                 THEN regexp_extract(message, '^\[[A-Z]+\]\t[^\t]*\t([^\t\n]*)\t', 1)
             WHEN NOT starts_with(message, '{')
                 THEN regexp_extract(message, '^\d{4}-\d\d-\d\dT[0-9:.]+Z\t([^\t\n]*)\t[A-Z]+\t', 1)
-        END AS text_rid
+        END AS text_rid"""
+
+
+# Step 1: the candidate lines, parsed once: their evidence `e` (the line's JSON, or the JSON in
+# its `message` field) and the request id they name.
+LINES = r"""
+CREATE OR REPLACE TEMP TABLE tk_item_lines AS
+WITH raw AS (
+    SELECT log_group, log_stream, "timestamp" AS ts, seq, event_id, {stream_key} AS stream_key,
+        {line_parts}
     FROM log_events
     WHERE {wanted}
 ),
@@ -411,7 +416,8 @@ def _source_name(src: str) -> str:
 def _parse_lines(con: duckdb.DuckDBPyConnection) -> None:
     schema = sql_str(jsonio.dumps(_LINE))
     con.execute(
-        LINES.replace("{stream_key}", STREAM_KEY)
+        LINES.replace("{line_parts}", LINE_PARTS)
+        .replace("{stream_key}", STREAM_KEY)
         .replace("{wanted}", _WANTED_SQL)
         .replace("{schema}", schema)
         .replace("{top_kind}", _kind("top"))

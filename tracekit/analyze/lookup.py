@@ -149,7 +149,8 @@ def filter_sql(where: EventFilter) -> tuple[list[str], list[Any]]:
 # -- one event's timeline -------------------------------------------------------------------------
 
 
-def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def dict_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query as dicts by column name."""
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -186,7 +187,7 @@ def find_timelines(
         ("request_id", "event_id IN (SELECT event_id FROM attempts WHERE request_id = ?)"),
     )
     for matched_by, condition in lookups:
-        events = _dicts(
+        events = dict_rows(
             con.execute(
                 f"SELECT * FROM ({relation}) WHERE {condition} ORDER BY first_seen NULLS LAST, event_id",
                 [query],
@@ -204,7 +205,7 @@ def find_timelines(
 def _timeline(con: duckdb.DuckDBPyConnection, event: dict[str, Any]) -> dict[str, Any]:
     """{"event": the events row (payload parsed), "attempts", "batches", "sinks"}."""
     event = {**event, "payload": _payload(event.get("payload"))}
-    attempts = _dicts(
+    attempts = dict_rows(
         con.execute(
             "SELECT * EXCLUDE (event_id, function_name, source) FROM attempts "
             "WHERE event_id = ? ORDER BY attempt",
@@ -233,7 +234,7 @@ def _ancestry(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> list[dict
     from: by depth, then in the order of the event's attempts under them."""
     if not batch_ids:
         return []
-    batches = _dicts(
+    batches = dict_rows(
         con.execute(
             "WITH RECURSIVE chain(batch_id) AS ("
             "  SELECT unnest(?::VARCHAR[]) "
@@ -260,7 +261,7 @@ def _sinks(con: duckdb.DuckDBPyConnection, event: dict[str, Any]) -> list[dict[s
     """The destination record and dead letter that prove where the event ended."""
     sinks = []
     if event.get("destination_record_id"):
-        for row in _dicts(
+        for row in dict_rows(
             con.execute(
                 "SELECT record_id, kind, condition, timestamp, approximate_invoke_count, function_error, "
                 "envelope, envelope_id, envelope_source, source AS file FROM destination_records "
@@ -270,7 +271,7 @@ def _sinks(con: duckdb.DuckDBPyConnection, event: dict[str, Any]) -> list[dict[s
         ):
             sinks.append({"sink": "destination_record", **row})
     if event.get("dead_letter_message_id"):
-        for row in _dicts(
+        for row in dict_rows(
             con.execute(
                 "SELECT message_id, kind, queue, sent_timestamp, approximate_receive_count, error_code, "
                 "error_message, dead_letter_source_arn, source AS file FROM dead_letters "

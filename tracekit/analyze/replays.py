@@ -25,26 +25,15 @@ from __future__ import annotations
 
 import duckdb
 
+from tracekit.analyze.items import LINE_PARTS
+
 MARKER = "tracekit-replay-id"
 
-# The JSON of a log line: the whole message, or what follows a Python `[LEVEL]\t<time>\t<request id>\t`
-# or Node `<time>\t<request id>\t<LEVEL>\t` prefix; a JSON-format record's `message` object (or JSON
-# string) is opened one level.
+# The JSON of a log line (items.LINE_PARTS); a JSON-format record's `message` object (or JSON string) is
+# opened one level.
 _LOGGED = r"""
 WITH raw AS (
-    SELECT
-        CASE
-            WHEN starts_with(message, '{') THEN message
-            WHEN starts_with(message, '[')
-                THEN regexp_extract(message, '^\[[A-Z]+\]\t[^\t]*\t[^\t\n]*\t(\{.*\})\s*$', 1)
-            ELSE regexp_extract(message, '^\d{4}-\d\d-\d\dT[0-9:.]+Z\t[^\t\n]*\t[A-Z]+\t(\{.*\})\s*$', 1)
-        END AS body,
-        CASE
-            WHEN starts_with(message, '[')
-                THEN regexp_extract(message, '^\[[A-Z]+\]\t[^\t]*\t([^\t\n]*)\t', 1)
-            WHEN NOT starts_with(message, '{')
-                THEN regexp_extract(message, '^\d{4}-\d\d-\d\dT[0-9:.]+Z\t([^\t\n]*)\t[A-Z]+\t', 1)
-        END AS text_rid
+    SELECT {line_parts}
     FROM log_events
     WHERE contains(message, '{marker}')
 ),
@@ -117,7 +106,8 @@ GROUP BY event_id
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
     """Create the temp table `replay_marks` on `con` (a store connection)."""
-    con.execute(MARKS.replace("{logged}", _LOGGED).replace("{marker}", MARKER))
+    logged = _LOGGED.replace("{line_parts}", LINE_PARTS)
+    con.execute(MARKS.replace("{logged}", logged).replace("{marker}", MARKER))
 
 
 def mark_replays(events_sql: str) -> str:

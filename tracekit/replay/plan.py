@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tracekit import jsonio
-from tracekit.analyze.lookup import EventFilter, events_relation, filter_sql
+from tracekit.analyze.lookup import EventFilter, dict_rows, events_relation, filter_sql
 from tracekit.aws import Aws, error_code
 from tracekit.errors import first_line
 from tracekit.replay.model import (
@@ -178,16 +178,11 @@ def _select(con: duckdb.DuckDBPyConnection, config: Config, request: PlanRequest
         "ORDER BY first_seen NULLS LAST, event_id"
     )
     try:
-        return _dicts(con.execute(sql, params))
+        return dict_rows(con.execute(sql, params))
     except Exception as exc:  # duckdb raises many error types; any of them is a bad selector
         if "events" in str(exc) and "does not exist" in str(exc):
             raise PlanError("no analysis in the store", ANALYZED) from None
         raise PlanError("cannot select events", first_line(exc), "Check --where: SQL over `events`") from None
-
-
-def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 class _Planner:
@@ -392,7 +387,7 @@ def _sequence(kind: str, item: dict[str, Any]) -> str:
 
 def dead_letter(con: duckdb.DuckDBPyConnection, message_id: str) -> dict[str, Any] | None:
     """The dead letter with this message id (from the latest collect: its receipt handle is newest)."""
-    rows = _dicts(
+    rows = dict_rows(
         con.execute(
             "SELECT message_id, queue, body, kind, dead_letter_source_arn, message_group_id, "
             "message_deduplication_id, message_attributes FROM dead_letters WHERE message_id = ? "
@@ -405,7 +400,7 @@ def dead_letter(con: duckdb.DuckDBPyConnection, message_id: str) -> dict[str, An
 
 def destination_record(con: duckdb.DuckDBPyConnection, record_id: str) -> dict[str, Any] | None:
     """The destination record with this id."""
-    rows = _dicts(
+    rows = dict_rows(
         con.execute(
             "SELECT record_id, kind, function_arn, function_name, request_payload, source_arn, shard_id, "
             "start_sequence_number, end_sequence_number, batch_size FROM destination_records "
