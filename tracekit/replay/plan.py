@@ -140,7 +140,10 @@ def make_plan(store: Store, config: Config, request: PlanRequest, aws: Callable[
     con = store.connect()
     try:
         events = _select(con, config, request)
-        planner = _Planner(con, request, aws)
+        planner = _Planner(request, aws)
+        planner.letters = dead_letters(con, _ids(events, "dead_letter_message_id"))
+        planner.records = destination_records(con, _ids(events, "destination_record_id"))
+        planner.functions = function_arns(con)
         for event in events:
             planner.add(event)
         entries, unavailable = planner.finish()
@@ -154,6 +157,10 @@ def make_plan(store: Store, config: Config, request: PlanRequest, aws: Callable[
         entries=entries,
         unavailable=unavailable,
     )
+
+
+def _ids(events: list[dict[str, Any]], column: str) -> list[str]:
+    return sorted({event[column] for event in events if event[column]})
 
 
 def _select(con: duckdb.DuckDBPyConnection, config: Config, request: PlanRequest) -> list[dict[str, Any]]:
@@ -188,8 +195,11 @@ def _select(con: duckdb.DuckDBPyConnection, config: Config, request: PlanRequest
 class _Planner:
     """Turns selected events into entries, in their order, remembering what it could not plan."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, request: PlanRequest, aws: Callable[[], Aws]) -> None:
-        self.con = con
+    def __init__(self, request: PlanRequest, aws: Callable[[], Aws]) -> None:
+        self.letters: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        #: Function name -> ARN, as `collect function` stored them.
+        self.functions: dict[str, str] = {}
         self.request = request
         self.aws = aws
         self._aws: Aws | None = None
@@ -232,7 +242,7 @@ class _Planner:
     # -- dead letters and async destination records ----------------------------------------------
 
     def _dead_letter(self, event: dict[str, Any]) -> None:
-        letter = dead_letter(self.con, event["dead_letter_message_id"])
+        letter = self.letters.get(event["dead_letter_message_id"])
         if letter is None:
             self._skip(event["event_id"], "its dead letter is not in the store")
             return
@@ -266,11 +276,12 @@ class _Planner:
             arn = letter["dead_letter_source_arn"]
             return Target(TargetType.SQS, arn=arn, url=queue_url(arn))
         if event["function_name"]:
-            return lambda_target(function_arn(self.con, event["function_name"]))
+            name = event["function_name"]
+            return lambda_target(self.functions.get(name, name))
         return None
 
     def _destination_record(self, event: dict[str, Any]) -> None:
-        record = destination_record(self.con, event["destination_record_id"])
+        record = self.records.get(event["destination_record_id"])
         if record is None:
             self._skip(event["event_id"], "its destination record is not in the store")
         elif record["kind"] == "async":
@@ -385,39 +396,36 @@ def _sequence(kind: str, item: dict[str, Any]) -> str:
 # -- reading the store ------------------------------------------------------------------------------
 
 
-def dead_letter(con: duckdb.DuckDBPyConnection, message_id: str) -> dict[str, Any] | None:
-    """The dead letter with this message id (from the latest collect: its receipt handle is newest)."""
-    rows = dict_rows(
-        con.execute(
-            "SELECT message_id, queue, body, kind, dead_letter_source_arn, message_group_id, "
-            "message_deduplication_id, message_attributes FROM dead_letters WHERE message_id = ? "
-            "ORDER BY batch DESC, sent_timestamp LIMIT 1",
-            [message_id],
-        )
-    )
-    return rows[0] if rows else None
+_DEAD_LETTERS = (
+    "SELECT message_id, queue, body, kind, dead_letter_source_arn, message_group_id, "
+    "message_deduplication_id, message_attributes FROM dead_letters WHERE list_contains(?, message_id) "
+    # The latest collect first: its receipt handle is the newest.
+    "QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY batch DESC, sent_timestamp) = 1"
+)
+_DESTINATION_RECORDS = (
+    "SELECT record_id, kind, function_arn, function_name, request_payload, source_arn, shard_id, "
+    "start_sequence_number, end_sequence_number, batch_size FROM destination_records "
+    "WHERE list_contains(?, record_id) QUALIFY row_number() OVER (PARTITION BY record_id) = 1"
+)
 
 
-def destination_record(con: duckdb.DuckDBPyConnection, record_id: str) -> dict[str, Any] | None:
-    """The destination record with this id."""
-    rows = dict_rows(
-        con.execute(
-            "SELECT record_id, kind, function_arn, function_name, request_payload, source_arn, shard_id, "
-            "start_sequence_number, end_sequence_number, batch_size FROM destination_records "
-            "WHERE record_id = ? LIMIT 1",
-            [record_id],
-        )
-    )
-    return rows[0] if rows else None
+def dead_letters(con: duckdb.DuckDBPyConnection, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The dead letters with these message ids, by message id (one query for them all)."""
+    return {row["message_id"]: row for row in dict_rows(con.execute(_DEAD_LETTERS, [message_ids]))}
 
 
-def function_arn(con: duckdb.DuckDBPyConnection, function_name: str) -> str:
-    """The function's ARN as `collect function` stored it, else its name (Invoke takes either)."""
-    row = con.execute(
-        "SELECT arg_max(function_arn, batch) FROM function_configs WHERE function_name = ?",
-        [function_name],
-    ).fetchone()
-    return str(row[0]) if row and row[0] else function_name
+def destination_records(con: duckdb.DuckDBPyConnection, record_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The destination records with these ids, by record id."""
+    return {row["record_id"]: row for row in dict_rows(con.execute(_DESTINATION_RECORDS, [record_ids]))}
+
+
+def function_arns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Each function's ARN as `collect function` last stored it (Invoke also takes a bare name)."""
+    rows = con.execute(
+        "SELECT function_name, arg_max(function_arn, batch) FROM function_configs "
+        "WHERE function_arn IS NOT NULL GROUP BY function_name"
+    ).fetchall()
+    return {str(name): str(arn) for name, arn in rows}
 
 
 def _attributes(letter: dict[str, Any]) -> dict[str, Any]:
@@ -551,11 +559,11 @@ def resolve_payload(plan: Plan, entry: Entry, store: Store, aws: Aws | None = No
 def _source_payload(con: duckdb.DuckDBPyConnection, entry: Entry, aws: Aws | None) -> str:
     source, where = entry.source, f"entry {entry.entry_id} ({entry.event_id})"
     if source.kind is SourceKind.DEAD_LETTER:
-        letter = dead_letter(con, source.id)
+        letter = dead_letters(con, [source.id]).get(source.id)
         if letter is None:
             raise PlanError("its dead letter is no longer in the store", where, "Make a new plan")
         return for_target(entry.target, letter["body"], _attributes(letter)).payload
-    record = destination_record(con, source.id)
+    record = destination_records(con, [source.id]).get(source.id)
     if record is None:
         raise PlanError("its destination record is no longer in the store", where, "Make a new plan")
     if source.kind is SourceKind.DESTINATION_RECORD:
