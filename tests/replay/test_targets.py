@@ -176,7 +176,7 @@ def test_sqs_refuses_what_it_cannot_send_and_sends_the_rest(proxy: FaultProxy) -
     url, _ = queue("orders")
     ten = {f"a{i}": {"DataType": "String", "StringValue": str(i)} for i in range(10)}
     plan = make_plan(Target(TargetType.SQS, url=url), 3, attributes=lambda i: ten if i == 0 else {})
-    plan.entries[2].payload = "x" * 300 * KIB
+    plan.entries[2].payload = "x" * KIB * KIB
     results = deliver(sender_for(plan.entries[0].target, Aws(REGION)), copies(plan))
 
     assert [(r.ok, r.error_code, r.retryable) for r in results] == [
@@ -188,8 +188,8 @@ def test_sqs_refuses_what_it_cannot_send_and_sends_the_rest(proxy: FaultProxy) -
         f"the message already has 10 message attributes, the limit: no room for the {MARKER} marker "
         '(set the plan\'s marker attribute to "" to send it unmarked)'
     )
-    size = 300 * KIB + len(MARKER) + len("String") + len("p1:e2:ev2")
-    assert results[2].reason == f"{size} bytes, over the 256 KiB limit of sqs SendMessageBatch"
+    size = KIB * KIB + len(MARKER) + len("String") + len("p1:e2:ev2")
+    assert results[2].reason == f"{size} bytes, over the 1 MiB limit of sqs SendMessageBatch"
     assert proxy.counts["SendMessageBatch"] == 1
     assert [m["Body"] for m in receive_all(url)] == [plan.entries[1].payload]
 
@@ -197,6 +197,32 @@ def test_sqs_refuses_what_it_cannot_send_and_sends_the_rest(proxy: FaultProxy) -
     results = deliver(sender_for(plan.entries[0].target, Aws(REGION)), copies(plan)[:1])
     assert results[0].ok
     assert set(receive_all(url)[0]["MessageAttributes"]) == set(ten)
+
+
+def test_a_copy_over_the_batch_limit_goes_alone_and_only_it_fails_if_refused(proxy: FaultProxy) -> None:
+    """Between the old 256 KiB and the new 1 MiB limit the API decides; a region (or moto here, through
+    the proxy) that refuses the lone big copy fails that copy, not the run."""
+    url, _ = queue("orders")
+    plan = make_plan(Target(TargetType.SQS, url=url), 5)
+    plan.entries[2].payload = jsonio.dumps({"pad": "x" * 300 * KIB})
+    sender = sender_for(plan.entries[0].target, Aws(REGION))
+    assert [[o.key for o in b] for b in sender.batches(copies(plan))] == [
+        ["e0#0", "e1#0"],
+        ["e2#0"],
+        ["e3#0", "e4#0"],
+    ]
+    proxy.add(
+        Rule("SendMessageBatch", error="InvalidParameterValue", match=lambda body: len(body["Entries"]) == 1)
+    )
+    results = deliver(sender, copies(plan))
+    assert [(r.ok, r.error_code, r.retryable) for r in results] == [
+        (True, None, False),
+        (True, None, False),
+        (False, "InvalidParameterValue", False),
+        (True, None, False),
+        (True, None, False),
+    ]
+    assert len(receive_all(url)) == 4
 
 
 def test_sqs_per_entry_failures_are_retryable_unless_the_sender_is_at_fault(proxy: FaultProxy) -> None:
@@ -491,10 +517,10 @@ def test_lambda_async_invoke_per_entry_to_the_qualifier(fake_lambda: FakeLambda)
 
 def test_lambda_refuses_payloads_over_the_async_limit(fake_lambda: FakeLambda) -> None:
     plan = make_plan(Target(TargetType.LAMBDA, arn=f"{FUNCTION}:live"), 1)
-    plan.entries[0].payload = jsonio.dumps({"pad": "x" * 256 * KIB})
+    plan.entries[0].payload = jsonio.dumps({"pad": "x" * KIB * KIB})
     results = deliver(sender_for(plan.entries[0].target, Aws(REGION)), copies(plan))
     assert results[0].error_code == "Refused"
-    assert (results[0].reason or "").endswith("over the 256 KiB limit of lambda Invoke")
+    assert (results[0].reason or "").endswith("over the 1 MiB limit of lambda Invoke")
     assert fake_lambda.requests == []
 
 

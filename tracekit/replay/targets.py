@@ -20,7 +20,12 @@ Decisions a reader should know:
   object where the marker is a payload field, and an SQS/SNS message that already has 10 message
   attributes (the limit) where the marker is an attribute. The reason says to turn the marker off in
   the plan to send such copies unmarked (at the risk of replay loops).
-- Copies over an API's per-message size limit are refused with the sizes, before any call.
+- Sizes. AWS raised its limits in 2025-26 (SQS, Lambda async and EventBridge to 1 MiB; Kinesis
+  records to 10 MiB where the stream allows it) but not everywhere at once nor for every resource.
+  Batches are cut at the old limits every region accepts (256 KiB per SQS, SNS and EventBridge call,
+  5 MiB per Kinesis call); a copy bigger than that goes in a call of its own, where the API decides:
+  if it refuses the lone copy for its size, that copy fails with the API's reason and the run goes on.
+  Copies over the largest size the API accepts at all are refused with the sizes, before any call.
 - Binary message attributes are base64 text in plans, decoded to bytes for the API. Attributes of
   every data type are kept, custom types (Number.float, String.x, Binary.gif) included.
 - FIFO (queue URL or topic ARN ending in .fifo): MessageGroupId and the plan's deduplication id. Extra
@@ -58,6 +63,17 @@ RETRYABLE_CODES = THROTTLING_CODES | {
     "ServiceUnavailableException",
     "ServiceException",
     "KMSThrottlingException",
+}
+#: Whole-call errors that, for a lone copy over the batch limit, mean "this copy is too big here".
+SIZE_CODES = {
+    "InvalidParameterValue",  # SQS: message too long
+    "BatchRequestTooLong",
+    "AWS.SimpleQueueService.BatchRequestTooLong",
+    "ValidationException",  # EventBridge: entry too large
+    "InvalidArgumentException",  # Kinesis: record over the stream's maximum record size
+    "InvalidParameter",  # SNS
+    "RequestEntityTooLarge",
+    "RequestEntityTooLargeException",
 }
 REFUSED = "Refused"  # error_code of a copy tracekit did not send (the reason says why)
 
@@ -213,7 +229,9 @@ class BatchSender:
     service = ""
     operation = ""
     max_count = 1
+    #: What every region accepts per call (a bigger copy goes alone).
     max_batch_bytes = 256 * KIB
+    #: The most the API accepts per copy anywhere (a bigger copy is refused without a call).
     max_item_bytes = 256 * KIB
 
     def __init__(self, target: Target, aws: Aws) -> None:
@@ -234,8 +252,9 @@ class BatchSender:
             return item.refused
         size = self.size(item)
         if size > self.max_item_bytes:
-            limit = self.max_item_bytes // KIB
-            return f"{size} bytes, over the {limit} KiB limit of {self.service} {self.operation}"
+            limit = self.max_item_bytes
+            text = f"{limit // KIB // KIB} MiB" if limit % (KIB * KIB) == 0 else f"{limit // KIB} KiB"
+            return f"{size} bytes, over the {text} limit of {self.service} {self.operation}"
         return None
 
     def batches(self, items: list[Outgoing]) -> Iterator[list[Outgoing]]:
@@ -259,9 +278,12 @@ class BatchSender:
                 results.update({r.key: r for r in self.call(ready)})
             except ClientError as exc:
                 code = error_code(exc.response)
+                reason = str(exc.response.get("Error", {}).get("Message") or code)
+                if self._refused_for_size(ready, code):
+                    results[ready[0].key] = SendResult(ready[0].key, False, code, reason=reason)
+                    return [results[item.key] for item in batch]
                 if code not in RETRYABLE_CODES:
                     raise self.aws.error(self.service, self.operation, self.resource, exc) from None
-                reason = str(exc.response.get("Error", {}).get("Message") or code)
                 for item in ready:
                     results[item.key] = SendResult(item.key, False, code, retryable=True, reason=reason)
             except BotoCoreError as exc:
@@ -271,6 +293,10 @@ class BatchSender:
     def call(self, ready: list[Outgoing]) -> list[SendResult]:
         """One API call for copies that passed `check`."""
         raise NotImplementedError
+
+    def _refused_for_size(self, ready: list[Outgoing], code: str) -> bool:
+        """Whether a whole-call error is the API refusing one copy sent alone for its size."""
+        return len(ready) == 1 and self.size(ready[0]) > self.max_batch_bytes and code in SIZE_CODES
 
 
 def _failed(
@@ -302,9 +328,10 @@ def _fifo_fields(item: Outgoing) -> dict[str, str]:
 
 
 class SqsSender(BatchSender):
-    """SendMessageBatch: 10 messages and 256 KiB (bodies and attributes) per call."""
+    """SendMessageBatch: 10 messages and 256 KiB (bodies and attributes) per call, 1 MiB per message."""
 
     service, operation, max_count = "sqs", "SendMessageBatch", 10
+    max_item_bytes = KIB * KIB
 
     @property
     def fifo(self) -> bool:
@@ -377,9 +404,10 @@ class SnsSender(BatchSender):
 
 
 class EventBridgeSender(BatchSender):
-    """PutEvents: 10 entries and 256 KiB per call; the payload is the detail."""
+    """PutEvents: 10 entries and 256 KiB per call, 1 MiB per entry; the payload is the detail."""
 
     service, operation, max_count = "events", "PutEvents", 10
+    max_item_bytes = KIB * KIB
     default_source = "tracekit.replay"
     default_detail_type = "tracekit replay"
 
@@ -404,11 +432,12 @@ class EventBridgeSender(BatchSender):
 
 
 class KinesisSender(BatchSender):
-    """PutRecords: 500 records and 5 MiB per call, 1 MiB per record (data and partition key)."""
+    """PutRecords: 500 records and 5 MiB per call; records up to 10 MiB (data and partition key) where
+    the stream's maximum record size allows (1 MiB by default: the API refuses bigger ones by name)."""
 
     service, operation, max_count = "kinesis", "PutRecords", 500
     max_batch_bytes = 5 * KIB * KIB
-    max_item_bytes = KIB * KIB
+    max_item_bytes = 10 * KIB * KIB
 
     def size(self, item: Outgoing) -> int:
         return len(_body_bytes(item)) + len((item.entry.partition_key or "").encode())
@@ -439,9 +468,10 @@ def _positional_results(
 
 
 class LambdaSender(BatchSender):
-    """Invoke, InvocationType Event, to the original qualifier: one copy per call, 256 KiB payload."""
+    """Invoke, InvocationType Event, to the original qualifier: one copy per call, 1 MiB payload."""
 
     service, operation, max_count = "lambda", "Invoke", 1
+    max_item_bytes = KIB * KIB
     invocation_type = "Event"
 
     def params(self, item: Outgoing) -> dict[str, Any]:
