@@ -25,7 +25,7 @@ from faultproxy import FaultProxy, Rule
 from tracekit import jsonio
 from tracekit.aws import Aws, AwsError
 from tracekit.replay.model import MARKER, Entry, Plan, Source, SourceKind, Target, TargetType
-from tracekit.replay.targets import Outgoing, Sender, SendResult, outgoing, sender_for
+from tracekit.replay.targets import Outgoing, Sender, SendResult, outgoing, sender_for, to_api_attribute
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -541,3 +541,42 @@ def test_dynamodb_synthetic_batch_is_invoked_and_a_function_error_fails_it(fake_
     (_, query, kind, body) = fake_lambda.requests[0]
     assert kind == "RequestResponse" and query == {}
     assert json.loads(body) == {**records, MARKER: "p1:e0:ev0"}
+
+
+# ------------------------------------------------------------------------------ building a copy
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"DataType": "Number", "StringValue": "7"}, {"DataType": "Number", "StringValue": "7"}),
+        (
+            {"dataType": "String", "stringValue": "a"},
+            {"DataType": "String", "StringValue": "a"},
+        ),  # Lambda event
+        ({"Type": "Binary", "Value": "AAE="}, {"DataType": "Binary", "BinaryValue": b"\x00\x01"}),  # SNS JSON
+        ({"dataType": "Binary.gz", "binaryValue": "/w=="}, {"DataType": "Binary.gz", "BinaryValue": b"\xff"}),
+        (
+            {"Type": "String.Array", "Value": '["a","b"]'},
+            {"DataType": "String.Array", "StringValue": '["a","b"]'},
+        ),
+    ],
+)
+def test_attributes_of_every_shape_become_boto3s(given: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert to_api_attribute(given) == expected
+
+
+def test_a_copy_that_cannot_be_built_is_refused_with_the_reason() -> None:
+    sqs = Target(TargetType.SQS, url="https://sqs.eu-west-1.amazonaws.com/123456789012/q")
+    bad_attribute = make_plan(sqs, 1, attributes={"x": {"StringValue": "no type"}})
+    assert copies(bad_attribute)[0].refused == "message attribute without a data type: ['StringValue']"
+    binary = make_plan(sqs, 1, payload=base64.b64encode(b"\xff\xfe").decode(), payload_encoding="base64")
+    assert copies(binary)[0].refused == "binary payload: sqs takes text only"
+    poison = make_plan(sqs, 1, payload='{"id": 1}')
+    item = outgoing(poison, poison.entries[0], '{"id": 1}', copy=1, corrupt_field="amount")
+    assert (item.key, item.refused) == (
+        "e0#1",
+        "cannot apply corrupt=amount: the payload has no field amount",
+    )
+    item = outgoing(poison, poison.entries[0], '{"id": 1}', copy=1, corrupt_field="id")
+    assert item.refused is None and jsonio.loads(item.body) == {"id": {"tracekit-corrupted": 1}}

@@ -148,11 +148,17 @@ def outgoing(
 
 
 ATTRIBUTE_TARGETS = {TargetType.SQS, TargetType.SNS}
+TEXT_TARGETS = {TargetType.SQS, TargetType.SNS, TargetType.EVENTBRIDGE}
 
 
 def _payload(entry: Entry, payload: str | bytes, corrupt_field: str | None) -> str | bytes:
     if isinstance(payload, str) and entry.payload_encoding == "base64":
         payload = base64.b64decode(payload, validate=True)
+    if isinstance(payload, bytes) and entry.target.type in TEXT_TARGETS:
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"binary payload: {entry.target.type.value} takes text only") from None
     if corrupt_field is not None:
         text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
         return corrupt(text, corrupt_field)
