@@ -16,10 +16,16 @@ Decisions a reader should know:
 - The marker (`Plan.replay_id`) goes in the message attribute `plan.marker["attribute"]` for SQS and
   SNS, and in the top-level payload field `plan.marker["payload_field"]` for Lambda, EventBridge
   (the detail), Kinesis data and DynamoDB synthetic batches. An empty name turns that marker off.
+  Adding a payload field re-serialises the JSON compactly (same values and key order); SQS and SNS
+  bodies are sent byte for byte.
 - A copy that cannot carry its marker is refused, never sent unmarked: a payload that is not a JSON
   object where the marker is a payload field, and an SQS/SNS message that already has 10 message
-  attributes (the limit) where the marker is an attribute. The reason says to turn the marker off in
-  the plan to send such copies unmarked (at the risk of replay loops).
+  attributes where the marker is an attribute (SQS allows 10; SNS takes more, but silently discards a
+  message with over 10 bound for a raw-delivery SQS subscription). The reason says to turn the marker
+  off in the plan to send such copies unmarked (at the risk of replay loops).
+- Order. Copies leave in the order given, and a batch call keeps its order; but when one copy of a
+  batch fails retryably and a later copy of the same FIFO group (or Kinesis partition key) in that
+  batch succeeds, the resent copy arrives after it. The result says which failed; it cannot be undone.
 - Sizes. AWS raised its limits in 2025-26 (SQS, Lambda async and EventBridge to 1 MiB; Kinesis
   records to 10 MiB where the stream allows it) but not everywhere at once nor for every resource.
   Batches are cut at the old limits every region accepts (256 KiB per SQS, SNS and EventBridge call,
