@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
-
-from conftest import CliRun
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = REPO / "replays" / "experiments" / "orders-duplicates.toml"
+CliRun = Callable[..., subprocess.CompletedProcess[str]]  # the tracekit_cli fixture
 
 
 def test_shipped_experiment_judges_the_idempotent_consumer(tracekit_cli: CliRun, tmp_path: Path) -> None:
