@@ -459,6 +459,7 @@ class FakeLambda:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, list[str]], str, bytes]] = []
         self.function_error: bytes | None = None  # the error payload of a failed RequestResponse
+        self.errors: list[tuple[int, str]] = []  # (status, error type) to answer the next requests with
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -472,6 +473,9 @@ class FakeLambda:
                 owner.requests.append(
                     (urllib.parse.unquote(parts.path), urllib.parse.parse_qs(parts.query), kind, body)
                 )
+                if owner.errors:
+                    self._error(*owner.errors.pop(0))
+                    return
                 answer = b"" if kind == "Event" else (owner.function_error or b"null")
                 self.send_response(202 if kind == "Event" else 200)
                 if kind != "Event" and owner.function_error:
@@ -480,8 +484,19 @@ class FakeLambda:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def _error(self, status: int, error_type: str) -> None:
+                data = jsonio.dumps({"Type": "User", "message": "injected by the test"}).encode()
+                self.send_response(status)
+                self.send_header("x-amzn-ErrorType", error_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        serve.start()
 
     @property
     def url(self) -> str:
@@ -513,6 +528,27 @@ def test_lambda_async_invoke_per_entry_to_the_qualifier(fake_lambda: FakeLambda)
         assert path == f"/2015-03-31/functions/{FUNCTION}/invocations"
         assert query == {"Qualifier": ["live"]} and kind == "Event"
         assert json.loads(body) == {"order": f"o-{i}", "amount": i, MARKER: f"p1:e{i}:ev{i}"}
+
+
+def test_lambda_throttling_is_retryable_and_a_missing_function_stops_the_run(
+    fake_lambda: FakeLambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no botocore retries: the sender sees the 429
+    plan = make_plan(Target(TargetType.LAMBDA, arn=FUNCTION, qualifier="live"), 1)
+    sender = sender_for(plan.entries[0].target, Aws(REGION, verb="cannot replay"))
+    fake_lambda.errors = [(429, "TooManyRequestsException"), (413, "RequestEntityTooLargeException")]
+    throttled = deliver(sender, copies(plan))
+    too_large = deliver(sender, copies(plan))  # a payload Lambda refuses: that copy fails, the run goes on
+    assert [(r.ok, r.error_code, r.retryable) for r in throttled + too_large] == [
+        (False, "TooManyRequestsException", True),
+        (False, "RequestEntityTooLargeException", False),
+    ]
+    fake_lambda.errors = [(404, "ResourceNotFoundException")]
+    with pytest.raises(AwsError) as caught:
+        deliver(sender, copies(plan))
+    assert str(caught.value).startswith(
+        f"cannot replay: lambda Invoke failed: {FUNCTION} (ResourceNotFoundException"
+    )
 
 
 def test_lambda_refuses_payloads_over_the_async_limit(fake_lambda: FakeLambda) -> None:
