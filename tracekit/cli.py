@@ -872,6 +872,92 @@ replay_app = typer.Typer(
 app.add_typer(replay_app)
 
 
+@replay_app.command("run")
+def replay_run(
+    plan: Annotated[
+        Path, typer.Argument(help="Replay plan (JSON) from `tracekit replay plan`.", show_default=False)
+    ],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Send (default: a dry run that sends nothing).")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish an interrupted run from its journal (<plan>.journal).")
+    ] = False,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Messages per second; halved on throttling.")
+    ] = 50.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Calls in flight.")] = 4,
+    allow_account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-account",
+            help="Account that may receive (repeatable; default: replay.allow_accounts in tracekit.toml).",
+        ),
+    ] = None,
+    delete_source: Annotated[
+        bool,
+        typer.Option(
+            "--delete-source", help="Delete each dead letter from its DLQ once its copy is confirmed."
+        ),
+    ] = False,
+    fault: Annotated[
+        list[str] | None, typer.Option("--fault", help="Fault to inject, e.g. duplicate=2 (repeatable).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the faults' random choices.")] = 0,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="TRACEKIT_STORE",
+            help="Store redacted payloads are re-read from (default: the plan's).",
+        ),
+    ] = None,
+    fmt: FormatOption = Format.TABLE,
+    quiet: QuietOption = False,
+) -> None:
+    """Send a replay plan's copies: dry run by default, journaled, resumable, rate-limited.
+
+    Nothing is sent unless the credentials' account (STS) is allowed. Every copy's state is in
+    <plan>.journal; a killed run resumes with --resume and sends again only what was in flight
+    (reported as possibly duplicated). The report is printed and written to <plan>.report.json.
+
+    Example: tracekit replay run replays/orders.json
+             tracekit replay run replays/orders.json --apply --rate 50 --allow-account 123456789012
+    """
+    from tracekit.aws import Aws
+    from tracekit.collect.progress import Meter
+    from tracekit.replay.run import RunOptions, iter_lines, run_plan
+
+    options = RunOptions(
+        apply=apply,
+        resume=resume,
+        rate=rate,
+        concurrency=concurrency,
+        allow_accounts=list(allow_account or []),
+        delete_source=delete_source,
+        faults=list(fault or []),
+        seed=seed,
+        store=store,
+    )
+    with user_errors():
+        aws = Aws(
+            region,
+            profile=profile,
+            verb="cannot replay",
+            retry_hint="Fix this and finish with --resume",
+        )
+        with Meter(f"replay {plan.name}", "messages", enabled=apply and not quiet) as meter:
+            report = run_plan(
+                plan, aws, options, progress=meter, notify=lambda line: typer.echo(line, err=True)
+            )
+    if fmt is Format.JSON:
+        typer.echo(jsonio.dumps(report.to_json()))
+    else:
+        typer.echo("\n".join(iter_lines(report)))
+
+
 @replay_app.command("plan")
 def replay_plan(
     output: Annotated[
@@ -994,16 +1080,24 @@ def chaos_run(
         typer.Option("--workdir", help="Where the consumer's state and logs go (default: a new temp dir)."),
     ] = None,
     fmt: FormatOption = Format.TABLE,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
 ) -> None:
     """Run events once cleanly, then with faults, probe the consumer's effect after each, and judge
     every event: idempotent, not_idempotent (with the difference) or inconclusive (and why).
+
+    The lab target runs the consumer's handler locally, each phase from empty state. The aws target
+    replays the experiment's plan to a staging account in the allow-list (the faulted phase on top
+    of the clean one) and collects the consumer's log group into --store.
 
     Example: tracekit chaos run replays/experiments/orders-duplicates.toml
     """
     from tracekit.chaos.run import run_experiment
 
     with user_errors():
-        report = run_experiment(experiment, store=store, seed=seed, workdir=workdir)
+        report = run_experiment(
+            experiment, store=store, seed=seed, workdir=workdir, region=region, profile=profile
+        )
     if fmt is Format.JSON:
         typer.echo(jsonio.dumps(report.to_json()))
         return
