@@ -948,10 +948,14 @@ def replay_run(
             verb="cannot replay",
             retry_hint="Fix this and finish with --resume",
         )
-        with Meter(f"replay {plan.name}", "messages", enabled=apply and not quiet) as meter:
-            report = run_plan(
-                plan, aws, options, progress=meter, notify=lambda line: typer.echo(line, err=True)
-            )
+        try:
+            with Meter(f"replay {plan.name}", "messages", enabled=apply and not quiet) as meter:
+                report = run_plan(
+                    plan, aws, options, progress=meter, notify=lambda line: typer.echo(line, err=True)
+                )
+        except KeyboardInterrupt:
+            typer.echo("Interrupted: the journal holds every copy's state; finish with --resume.", err=True)
+            raise typer.Exit(130) from None
     if fmt is Format.JSON:
         typer.echo(jsonio.dumps(report.to_json()))
     else:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.faultproxy import FaultProxy, Rule
 from tracekit import jsonio
-from tracekit.aws import Aws
+from tracekit.aws import Aws, AwsError
 from tracekit.replay import journal as jn
 from tracekit.replay.model import MARKER, Entry, Plan, Source, SourceKind, Target, TargetType, save_plan
 from tracekit.replay.run import ReplayError, RunOptions, run_plan
@@ -270,6 +270,45 @@ def test_resume_resends_only_what_was_in_flight_and_reports_it(proxy: FaultProxy
     proxy.clear()
     again = run_plan(plan, aws(), applied(resume=True))  # a finished plan sends nothing
     assert sent_calls(proxy) == 0 and again.counts["confirmed"] == 50
+
+
+def test_a_refused_call_stops_the_run_and_a_resume_finishes_without_duplicates(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    url = make_queue("orders")
+    missing = url.replace("/orders", "/orders-gone")
+    plan = plain_plan(tmp_path / "p.json", Target(TargetType.SQS, url=missing), 20)
+
+    with pytest.raises(AwsError, match="cannot replay: sqs SendMessageBatch failed.*orders-gone"):
+        run_plan(plan, aws(), applied(concurrency=1))
+    state = jn.read_journal(tmp_path / "p.journal")
+    # SQS answered and refused the call: nothing was sent, nothing is left in flight.
+    assert state.in_flight() == [] and state.counts()["pending"] == 20
+    assert "NonExistentQueue" in str(state.copies["e0#0"].reason)
+    partial = json.loads((tmp_path / "p.report.json").read_text())
+    assert partial["counts"]["pending"] == 20 and partial["calls"] == 1
+
+    make_queue("orders-gone")
+    report = run_plan(plan, aws(), applied(resume=True))
+    assert report.counts["confirmed"] == 20 and report.possibly_duplicated == []
+
+
+def test_a_call_lost_on_the_wire_is_resent_and_reported_possibly_duplicated(
+    proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    url = make_queue("orders")
+    plan = plain_plan(tmp_path / "p.json", Target(TargetType.SQS, url=url), 30)
+    proxy.add(Rule("SendMessageBatch", drop=True, skip=1, times=1))  # the 2nd call: no answer
+
+    with pytest.raises(AwsError, match="SendMessageBatch failed"):
+        run_plan(plan, aws(), applied(concurrency=1))
+    assert jn.read_journal(tmp_path / "p.journal").in_flight() == [f"e{i}#0" for i in range(10, 20)]
+
+    report = run_plan(plan, aws(), applied(resume=True))
+    assert report.counts["confirmed"] == 30
+    assert [d["key"] for d in report.possibly_duplicated] == [f"e{i}#0" for i in range(10, 20)]
+    assert marker_counts(receive_all(url)) == Counter({f"e{i}": 1 for i in range(30)})
 
 
 def test_a_changed_plan_does_not_resume_an_old_journal(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ class TokenBucket:
         *,
         burst: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be above 0, not {rate}")

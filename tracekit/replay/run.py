@@ -177,7 +177,13 @@ def run_plan(
         if interrupted:
             notify(f"{len(interrupted)} copies were in flight when the last run stopped: sending them again.")
         engine = _Engine(plan, journal, options, progress)
-        engine.send(_work(plan, journal, options, aws, sender_for, engine))
+        try:
+            engine.send(_work(plan, journal, options, aws, sender_for))
+        except TracekitError:
+            # A whole call failed and the run stopped: the report still says how far it got.
+            partial = _report(plan, plan_path, journal.state, engine, account, aws.region, [])
+            _save_report(partial, plan_path)
+            raise
         not_deleted = delete_sources(aws, plan, journal) if options.delete_source else []
         report = _report(plan, plan_path, journal.state, engine, account, aws.region, not_deleted)
     _save_report(report, plan_path)
@@ -301,7 +307,6 @@ def _work(
     options: RunOptions,
     aws: Aws,
     sender_for: Callable[[Target, Aws], Sender] | None,
-    engine: _Engine,
 ) -> list[_Item]:
     """The copies still to send, with their final payload and sender; copies that cannot be built
     fail in the journal with the reason."""
@@ -372,13 +377,14 @@ class _Engine:
         self.journal = journal
         self.options = options
         self.progress = progress
-        self.bucket = TokenBucket(options.rate, burst=min(options.rate, 10.0))
+        self._stop = threading.Event()
+        # Waiting for tokens ends early on a stop (Ctrl-C, another lane's error).
+        self.bucket = TokenBucket(options.rate, burst=min(options.rate, 10.0), sleep=self._stop.wait)
         self.aimd = Aimd(self.bucket)
         self.calls = 0
         self.confirmed = 0
         self.started: float | None = None
         self.finished: float | None = None
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._throttle_done: set[str] = set()
 
@@ -411,7 +417,7 @@ class _Engine:
             if item.copy.delay_ms:
                 self._flush(segment)
                 segment = []
-                time.sleep(item.copy.delay_ms / 1000)  # delay= / duplicate=N@SPACING: a pause here
+                self._stop.wait(item.copy.delay_ms / 1000)  # delay= / duplicate=N@SPACING: a pause here
             if segment and (
                 segment[-1].sender is not item.sender or segment[-1].copy.burst != item.copy.burst
             ):
@@ -444,7 +450,7 @@ class _Engine:
             pending = [i for i in batch if i.outgoing.key in again]  # plan order, for FIFO groups
             if self._stop.is_set():
                 return
-            time.sleep(min(BACKOFF_S * 2**attempt, MAX_BACKOFF_S))
+            self._stop.wait(min(BACKOFF_S * 2**attempt, MAX_BACKOFF_S))
         reasons = [
             {
                 "key": i.outgoing.key,
@@ -476,6 +482,8 @@ class _Engine:
         keys = [i.outgoing.key for i in items]
         if not items[0].copy.burst:
             self.bucket.acquire(len(items))
+        if self._stop.is_set():
+            return []  # stopped while waiting: these copies stay pending
         self.journal.mark(keys, jn.SENDING)
         with self._lock:
             self.calls += 1
