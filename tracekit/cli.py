@@ -1084,16 +1084,24 @@ def chaos_run(
         typer.Option("--workdir", help="Where the consumer's state and logs go (default: a new temp dir)."),
     ] = None,
     fmt: FormatOption = Format.TABLE,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
 ) -> None:
     """Run events once cleanly, then with faults, probe the consumer's effect after each, and judge
     every event: idempotent, not_idempotent (with the difference) or inconclusive (and why).
+
+    The lab target runs the consumer's handler locally, each phase from empty state. The aws target
+    replays the experiment's plan to a staging account in the allow-list (the faulted phase on top
+    of the clean one) and collects the consumer's log group into --store.
 
     Example: tracekit chaos run replays/experiments/orders-duplicates.toml
     """
     from tracekit.chaos.run import run_experiment
 
     with user_errors():
-        report = run_experiment(experiment, store=store, seed=seed, workdir=workdir)
+        report = run_experiment(
+            experiment, store=store, seed=seed, workdir=workdir, region=region, profile=profile
+        )
     if fmt is Format.JSON:
         typer.echo(jsonio.dumps(report.to_json()))
         return

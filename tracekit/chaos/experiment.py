@@ -93,6 +93,9 @@ class Experiment:
     dedup_window_s: float | None = None
     events: tuple[InlineEvent, ...] = ()
     plan: Path | None = None
+    #: aws target without a plan: `tracekit replay plan` selectors over the store (function, outcome,
+    #: since, until, error_type, event_ids, where).
+    select: dict[str, Any] = field(default_factory=dict)
     lab: LabTarget | None = None
     aws: AwsTarget | None = None
 
@@ -140,6 +143,7 @@ def _experiment(doc: dict[str, Any], path: Path) -> Experiment:
         dedup_window_s=float(doc["dedup_window_s"]) if "dedup_window_s" in doc else None,
         events=events,
         plan=plan,
+        select=_select(doc.get("select", {})),
         lab=_lab(doc["lab"], path.parent) if target == "lab" else None,
         aws=_aws(doc["aws"]) if target == "aws" else None,
     )
@@ -150,11 +154,25 @@ def _experiment(doc: dict[str, Any], path: Path) -> Experiment:
 def _check_events(experiment: Experiment) -> None:
     if experiment.target == "lab" and not experiment.events:
         raise ValueError("a lab experiment needs [[events]] with the payloads to deliver")
-    if experiment.target == "aws" and experiment.plan is None:
-        raise ValueError("an aws experiment needs plan = 'PLAN.json' (write one with `tracekit replay plan`)")
+    if experiment.target == "aws" and (experiment.plan is None) == (not experiment.select):
+        raise ValueError(
+            "an aws experiment needs plan = 'PLAN.json' (from `tracekit replay plan`) or a [select] table"
+        )
     ids = [e.event_id for e in experiment.events]
     if len(set(ids)) != len(ids):
         raise ValueError("two [[events]] have the same id")
+
+
+SELECTORS = ("function", "outcome", "since", "until", "error_type", "event_ids", "where")
+
+
+def _select(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ValueError("[select] must be a table of replay plan selectors")
+    unknown = sorted(set(doc) - set(SELECTORS))
+    if unknown:
+        raise ValueError(f"unknown selector {unknown[0]!r} in [select]; use {', '.join(SELECTORS)}")
+    return dict(doc)
 
 
 def _lab(doc: dict[str, Any], base: Path) -> LabTarget:

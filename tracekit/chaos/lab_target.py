@@ -56,12 +56,12 @@ class Delivery:
 
 @dataclass
 class Phase:
-    """One phase's deliveries, the world (its logs) and where the consumer kept its state."""
+    """One phase's deliveries and, in the lab, the world (its logs) and where the consumer kept its state."""
 
     name: str
     deliveries: list[Delivery]
-    world: World
-    state_dir: Path
+    world: World | None
+    state_dir: Path | None
     environment: dict[str, str]
 
 

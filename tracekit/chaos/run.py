@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracekit.chaos.experiment import Experiment, ExperimentError, load_experiment
+from tracekit.chaos.experiment import Experiment, load_experiment
 from tracekit.chaos.lab_target import Phase, lab_plan, run_phase
 from tracekit.chaos.probes import ProbeContext, ProbeError, read_probe
 from tracekit.chaos.verdict import (
@@ -72,29 +72,56 @@ class ChaosReport:
 
 
 def run_experiment(
-    path: Path, *, store: Path | None = None, seed: int | None = None, workdir: Path | None = None
+    path: Path,
+    *,
+    store: Path | None = None,
+    seed: int | None = None,
+    workdir: Path | None = None,
+    region: str | None = None,
+    profile: str | None = None,
 ) -> ChaosReport:
     """Run the experiment at `path` and judge every event.
 
     Raises:
-        ExperimentError: the file cannot be used. FaultError: a fault spec is bad. ProbeError: a probe
-        is misconfigured in a way no event can get past.
+        ExperimentError: the file cannot be used. FaultError: a fault spec is bad. PlanError,
+        ReplayError, AwsError (aws target): the plan, a replay guard or an AWS call.
     """
     experiment = load_experiment(path)
     faults = parse_faults(list(experiment.faults))
     seed = experiment.seed if seed is None else seed
-    if experiment.target != "lab":
-        raise ExperimentError(
-            "this build runs lab experiments only", str(path), "Set target = 'lab' and a [lab] table"
-        )
     work = workdir or Path(tempfile.mkdtemp(prefix=f"tracekit-chaos-{experiment.name}-"))
+    report = ChaosReport(
+        experiment.name, experiment.target, [f.text for f in faults], seed, str(work), [], []
+    )
+    if experiment.target == "lab":
+        plan, clean, faulted, before, after = _run_lab(experiment, faults, seed, work, store, report)
+        ages = event_ages({e.event_id: e.sent_at for e in experiment.events}, dt.datetime.now(dt.UTC))
+    else:
+        from tracekit.chaos.aws_target import event_first_seen
+
+        plan, clean, faulted, before, after = _run_aws(experiment, seed, work, store, region, profile, report)
+        first_seen = event_first_seen(store, [e.event_id for e in plan.entries])
+        ages = event_ages(first_seen, dt.datetime.now(dt.UTC))
+    report.events = _verdicts(experiment, plan, clean, faulted, before, after)
+    report.checks = _checks(experiment, clean, before, ages)
+    return report
+
+
+Readings = dict[str, dict[str, Reading]]
+Outcome = tuple[Plan, Phase, Phase, Readings, Readings]
+
+
+def _run_lab(
+    experiment: Experiment, faults: list[Any], seed: int, work: Path, store: Path | None, report: ChaosReport
+) -> Outcome:
+    """Both phases in the lab, each from empty consumer state; their logs go to the store when given."""
     plan = lab_plan(experiment)
     clean_copies = schedule(plan.entries, [], seed=seed)
     faulted_copies = schedule(plan.entries, faults, seed=seed)
     clean = run_phase(experiment, plan, clean_copies, name="clean", state_dir=work / "clean", seed=seed)
     ctx = ProbeContext(base=experiment.base, store=store)
     before = _read_all(experiment, plan, ctx, clean)
-    start = int(clean.world.now) + PHASE_GAP_MS
+    assert clean.world is not None
     faulted = run_phase(
         experiment,
         plan,
@@ -102,19 +129,44 @@ def run_experiment(
         name="faulted",
         state_dir=work / "faulted",
         seed=seed + 1,
-        start_ms=start,
+        start_ms=int(clean.world.now) + PHASE_GAP_MS,
     )
     after = _read_all(experiment, plan, ctx, faulted)
-    report = ChaosReport(
-        experiment.name, experiment.target, [f.text for f in faults], seed, str(work), [], []
-    )
-    report.events = _verdicts(experiment, plan, clean, faulted, before, after)
-    report.checks = _checks(experiment, clean, before)
     report.phases = {
         p.name: _phase_counts(p, copies) for p, copies in ((clean, clean_copies), (faulted, faulted_copies))
     }
     report.logs = _logs(experiment, [clean, faulted], work, store)
-    return report
+    return plan, clean, faulted, before, after
+
+
+def _run_aws(
+    experiment: Experiment,
+    seed: int,
+    work: Path,
+    store: Path | None,
+    region: str | None,
+    profile: str | None,
+    report: ChaosReport,
+) -> Outcome:
+    """Both phases as replays of the plan to the staging account; the faulted one on top of the clean one."""
+    from tracekit.chaos.aws_target import chaos_aws, collect_consumer_logs, experiment_plan, run_aws_phase
+
+    aws = chaos_aws(experiment, region, profile)
+    plan = experiment_plan(experiment, store, aws)
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    ctx = ProbeContext(base=experiment.base, store=store, aws=aws)
+    phases = []
+    readings = []
+    for name, faults in (("clean", []), ("faulted", list(experiment.faults))):
+        copies = schedule(plan.entries, parse_faults(faults), seed=seed)
+        phase, run = run_aws_phase(
+            experiment, plan, copies, aws, name=name, work=work, faults=faults, seed=seed, store=store
+        )
+        readings.append(_read_all(experiment, plan, ctx, phase))
+        phases.append(phase)
+        report.phases[name] = {**_phase_counts(phase, copies), "calls": run.calls, "throttled": run.throttled}
+    report.logs = collect_consumer_logs(experiment, aws, store, started)
+    return plan, phases[0], phases[1], readings[0], readings[1]
 
 
 def _read_all(
@@ -181,13 +233,12 @@ def _business_key(path: str | None, payload: Any) -> str | None:
     return str(value)
 
 
-def _checks(experiment: Experiment, clean: Phase, before: dict[str, dict[str, Reading]]) -> list[Finding]:
+def _checks(experiment: Experiment, clean: Phase, before: Readings, ages: dict[str, float]) -> list[Finding]:
     findings = check_key_setting(experiment.idempotency_key)
     by_event: dict[str, list[Any]] = {}
     for d in clean.deliveries:
         by_event.setdefault(d.entry_id, []).append(d)
     findings += check_recorded_keys(by_event, before)
-    ages = event_ages({e.event_id: e.sent_at for e in experiment.events}, dt.datetime.now(dt.UTC))
     findings += check_dedup_window(experiment.dedup_window_s, ages)
     return findings
 
@@ -199,7 +250,7 @@ def _phase_counts(phase: Phase, copies: list[Copy]) -> dict[str, int]:
         "dropped": sum(d.dropped for d in phase.deliveries),
         "succeeded": sum(d.succeeded for d in phase.deliveries),
         "failed": sum(not d.dropped and not d.succeeded for d in phase.deliveries),
-        "log_events": len(phase.world.logs),
+        **({"log_events": len(phase.world.logs)} if phase.world is not None else {}),
     }
 
 
@@ -209,6 +260,7 @@ def _logs(experiment: Experiment, phases: list[Phase], work: Path, store: Path |
 
     dirs = []
     for phase in phases:
+        assert phase.world is not None
         out = work / "artifacts" / phase.name
         write_artifacts(
             phase.world, out, scenario=f"{experiment.name}-{phase.name}", dead_letter_queues=set()
