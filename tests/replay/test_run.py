@@ -149,11 +149,15 @@ def test_dry_run_sends_nothing_and_says_what_would_go_where(proxy: FaultProxy, t
     plan = plain_plan(tmp_path / "p.json", Target(TargetType.SQS, url=url), 25)
     proxy.clear()
 
-    report = run_plan(plan, aws(), RunOptions(rate=50))
+    report = run_plan(plan, aws(), RunOptions(rate=50, delete_source=True))
 
     assert sum(proxy.counts.values()) == 0  # no AWS call at all, STS included
     assert not (tmp_path / "p.journal").exists() and not (tmp_path / "p.report.json").exists()
-    assert report.dry_run and report.counts["to_send"] == 25
+    assert report.dry_run and report.counts == {
+        "to_send": 25,
+        "already_final": 0,
+        "dead_letters_to_delete": 0,
+    }
     [target] = report.targets
     assert target.target == f"sqs {url}" and target.copies == 25
     assert target.first == ["e0#0 (event ev0)", "e1#0 (event ev1)", "e2#0 (event ev2)"]

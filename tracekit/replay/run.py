@@ -687,6 +687,12 @@ def _dry_run(plan: Plan, plan_path: Path, options: RunOptions, path: Path) -> Ru
         if len(summary.first) < PREVIEW:
             summary.first.append(f"{copy.key} (event {entry.event_id})")
     counts = {"to_send": sum(t.copies for t in targets.values()), "already_final": len(done)}
+    if options.delete_source:
+        counts["dead_letters_to_delete"] = sum(
+            1
+            for e in plan.entries
+            if e.source.kind is SourceKind.DEAD_LETTER and e.source.queue and f"{e.entry_id}#0" not in done
+        )
     return RunReport(
         plan=str(plan_path),
         plan_id=plan.plan_id,
@@ -765,6 +771,10 @@ def iter_lines(report: RunReport) -> Iterator[str]:
                 yield f"      {first}"
         if report.counts.get("already_final"):
             yield f"  {report.counts['already_final']} copies already final in {report.journal_path}"
+        if "dead_letters_to_delete" in report.counts:
+            deletes = report.counts["dead_letters_to_delete"]
+            yield f"  {deletes} dead letters to delete from their DLQs once confirmed"
+        yield "  The account allow-list is checked (STS) when sending."
         return
     yield f"Replayed plan {report.plan_id} to account {report.account} in region {report.region}."
     yield "  " + ", ".join(f"{state} {count}" for state, count in report.counts.items())
