@@ -91,7 +91,8 @@ def assert_matches_truth(run: LabAnalysis, *, certain: bool = True) -> None:
     assert set(events) == set(truth)
     for event_id, expected in truth.items():
         got = events[event_id]
-        seen = LabAnalysis.visible(expected["attempts"])
+        # Attempts are numbered by start, and concurrent duplicates starting together by end.
+        seen = sorted(LabAnalysis.visible(expected["attempts"]), key=lambda a: (a["start"], a["end"]))
         rows = attempts.get(event_id, [])
         assert [(a["request_id"], a["outcome"]) for a in rows] == [
             (a["request_id"], a["outcome"]) for a in seen

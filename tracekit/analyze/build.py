@@ -27,7 +27,7 @@ from tracekit.store.catalog import BUILD_MEMORY_LIMIT, Generation, Store, sql_st
 from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
 
 #: Bumped when the analysis tables change meaning or shape: older generations are then rebuilt.
-ANALYSIS_VERSION = 3  # 3: replayed copies are duplicate_kind 'replay'
+ANALYSIS_VERSION = 4  # 4: concurrent duplicate attempts numbered by end time; 3: duplicate_kind 'replay'
 
 #: Run in this order: items first, the lifecycle modules read its tables; replays finds the copies
 #: tracekit replayed (its `replay_marks` table is applied to the events as they are written).

@@ -41,7 +41,13 @@ def run_scenario(path: Path, out: Path, *, seed: int = 0, publish: bool = False)
     from tracekit.lab.artifacts import write_artifacts
 
     scenario = load_scenario(path)
-    world = World(scenario.start_ms, seed, scenario.function.region, scenario.function.account)
+    world = World(
+        scenario.start_ms,
+        seed,
+        scenario.function.region,
+        scenario.function.account,
+        namespace=scenario.name,
+    )
     function = LambdaFunction(scenario.function, world)
     model = _model(scenario, world, function)
     for spec, arrival in _arrivals(scenario, world):

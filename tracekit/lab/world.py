@@ -55,8 +55,10 @@ class Clock:
 class Ids:
     """Every identifier a run mints, from one seeded generator so runs repeat exactly."""
 
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
+    def __init__(self, seed: int, namespace: str = "") -> None:
+        # The namespace (the scenario's name) keeps two scenarios run with one seed from minting the
+        # same request and message ids, which would merge their events in a shared store.
+        self.rng = random.Random(f"{seed}:{namespace}" if namespace else seed)
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -197,9 +199,9 @@ class TruthBatch:
 class World:
     """All the state of one run."""
 
-    def __init__(self, start_ms: int, seed: int, region: str, account: str) -> None:
+    def __init__(self, start_ms: int, seed: int, region: str, account: str, *, namespace: str = "") -> None:
         self.clock = Clock(start_ms)
-        self.ids = Ids(seed)
+        self.ids = Ids(seed, namespace)
         self.rng = random.Random(seed ^ 0x5EED)
         self.region = region
         self.account = account
