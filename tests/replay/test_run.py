@@ -399,6 +399,32 @@ def test_fifo_groups_keep_their_order_across_lanes(proxy: FaultProxy, tmp_path: 
     assert orders == {f"g{g}": list(range(g, 40, 4)) for g in range(4)}
 
 
+def test_kinesis_partition_keys_keep_their_order_across_lanes(proxy: FaultProxy, tmp_path: Path) -> None:
+    """1,500 records of three partition keys fill three PutRecords batches; the first call is held
+    back two seconds. Were batches dealt to lanes in turn, the second would land first and records of
+    every key would arrive out of order; one lane per key keeps each key's order."""
+    kinesis = boto3.client("kinesis", region_name=REGION)
+    kinesis.create_stream(StreamName="orders-stream", ShardCount=1)
+    arn = kinesis.describe_stream(StreamName="orders-stream")["StreamDescription"]["StreamARN"]
+    plan = plain_plan(
+        tmp_path / "p.json",
+        Target(TargetType.KINESIS, arn=arn),
+        1500,
+        partition_key=lambda i: f"k{i % 3}",
+    )
+    proxy.add(Rule("PutRecords", delay_s=2.0, times=1))
+    report = run_plan(plan, aws(), applied(concurrency=4))
+    assert report.counts["confirmed"] == 1500
+    (shard,) = kinesis.list_shards(StreamName="orders-stream")["Shards"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName="orders-stream", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    orders: dict[str, list[int]] = {}
+    for record in kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"]:
+        orders.setdefault(record["PartitionKey"], []).append(json.loads(record["Data"])["order"])
+    assert orders == {f"k{k}": list(range(k, 1500, 3)) for k in range(3)}
+
+
 # ---------------------------------------------------------------------------------- delete source
 
 
@@ -432,3 +458,27 @@ def test_delete_source_leaves_exactly_the_failed_entries_in_the_dlq(
     assert len(left) == 4
     state = jn.read_journal(tmp_path / "p.journal")
     assert set(state.deleted) == {f"e{i}" for i in range(24)} - failed
+
+
+def test_delete_source_keeps_dead_letters_whose_queue_the_store_does_not_know(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A dead letter ingested without --queue names no DLQ: its copy is sent, the message is never
+    searched for or deleted, and the report says why (the dry run says so first)."""
+    target_url = make_queue("orders")
+    dlq_url = make_queue("orders-dlq")
+    messages = fill_dlq(dlq_url, 2)
+    plan = write_plan(tmp_path / "p.json", messages, "", Target(TargetType.SQS, url=target_url))
+
+    dry = run_plan(plan, aws(), RunOptions(delete_source=True))
+    assert dry.counts["dead_letters_to_delete"] == 0 and dry.counts["dead_letters_queue_unknown"] == 2
+
+    proxy.clear()
+    report = run_plan(plan, aws(), applied(delete_source=True))
+
+    assert proxy.counts["DeleteMessageBatch"] == 0 and proxy.counts["ReceiveMessage"] == 0
+    assert marker_counts(receive_all(target_url)) == Counter({"e0": 1, "e1": 1})
+    assert report.counts["kept_in_dlq"] == 2
+    assert [(k["entry_id"], k["queue"]) for k in report.not_deleted] == [("e0", ""), ("e1", "")]
+    assert all("ingested without --queue" in k["reason"] for k in report.not_deleted)
+    assert len(receive_all(dlq_url)) == 2

@@ -531,7 +531,8 @@ def _reason(result: SendResult | None) -> str:
 
 def _lanes(work: list[_Item], count: int) -> list[list[_Item]]:
     """Split items into lanes of whole batches: runs of one target's copies, as many as its API takes
-    per call, go to the lanes in turn; a FIFO group's copies all go to one lane, in order."""
+    per call, go to the lanes in turn; a FIFO group's copies, and a Kinesis partition key's, all go to
+    one lane, in order (lanes run concurrently, so only one lane keeps an order)."""
     lanes: list[list[_Item]] = [[] for _ in range(count)]
     filling: dict[tuple[int, str], list[_Item]] = {}  # (lane, target) -> the batch being filled
     loose: dict[str, tuple[int, int]] = {}  # target -> (lane of its current batch, copies in it)
@@ -539,7 +540,8 @@ def _lanes(work: list[_Item], count: int) -> list[list[_Item]]:
     for item in work:
         target = _describe(item.outgoing.entry.target)
         size = max(1, int(getattr(item.sender, "max_count", 10)))
-        group = item.outgoing.entry.message_group_id
+        entry = item.outgoing.entry
+        group = entry.message_group_id if entry.message_group_id is not None else entry.partition_key
         if group is not None:
             lane = zlib.crc32(f"{target}\0{group}".encode()) % count
         else:
@@ -559,6 +561,13 @@ def _lanes(work: list[_Item], count: int) -> list[list[_Item]]:
 # ----------------------------------------------------------------------------------- delete source
 
 
+#: Why a dead letter whose queue the store does not know is never deleted.
+QUEUE_UNKNOWN = (
+    "DLQ not known to the store (ingested without --queue): "
+    "collect it with `tracekit collect queue` before planning, or delete by hand"
+)
+
+
 def delete_sources(aws: Aws, plan: Plan, journal: jn.Journal) -> list[dict[str, Any]]:
     """Delete from their DLQs the dead letters whose planned copy is confirmed in the journal.
 
@@ -571,15 +580,20 @@ def delete_sources(aws: Aws, plan: Plan, journal: jn.Journal) -> list[dict[str, 
         The dead letters not found to delete ({"entry_id", "message_id", "queue", "reason"}).
     """
     wanted: dict[str, dict[str, str]] = {}  # queue -> message id -> entry id
+    missing: list[dict[str, Any]] = []
     for entry in plan.entries:
         source = entry.source
-        if source.kind is not SourceKind.DEAD_LETTER or not source.queue:
+        if source.kind is not SourceKind.DEAD_LETTER:
             continue
         copy = journal.state.copies.get(f"{entry.entry_id}#0")
         if copy is None or copy.state != jn.CONFIRMED or entry.entry_id in journal.state.deleted:
             continue
+        if not source.queue:
+            missing.append(
+                {"entry_id": entry.entry_id, "message_id": source.id, "queue": "", "reason": QUEUE_UNKNOWN}
+            )
+            continue
         wanted.setdefault(source.queue, {})[source.id] = entry.entry_id
-    missing: list[dict[str, Any]] = []
     for queue, messages in wanted.items():
         try:
             left = _delete_from(aws, queue, dict(messages), journal)
@@ -688,11 +702,14 @@ def _dry_run(plan: Plan, plan_path: Path, options: RunOptions, path: Path) -> Ru
             summary.first.append(f"{copy.key} (event {entry.event_id})")
     counts = {"to_send": sum(t.copies for t in targets.values()), "already_final": len(done)}
     if options.delete_source:
-        counts["dead_letters_to_delete"] = sum(
-            1
+        pending = [
+            e
             for e in plan.entries
-            if e.source.kind is SourceKind.DEAD_LETTER and e.source.queue and f"{e.entry_id}#0" not in done
-        )
+            if e.source.kind is SourceKind.DEAD_LETTER and f"{e.entry_id}#0" not in done
+        ]
+        counts["dead_letters_to_delete"] = sum(1 for e in pending if e.source.queue)
+        if unknown := sum(1 for e in pending if not e.source.queue):
+            counts["dead_letters_queue_unknown"] = unknown
     return RunReport(
         plan=str(plan_path),
         plan_id=plan.plan_id,
@@ -719,7 +736,7 @@ def _report(
     def row(copy: jn.CopyState, **more: Any) -> dict[str, Any]:
         return {"key": copy.key, "entry_id": copy.entry_id, "event_id": events.get(copy.entry_id), **more}
 
-    dead_letters = [e for e in plan.entries if e.source.kind is SourceKind.DEAD_LETTER and e.source.queue]
+    dead_letters = [e for e in plan.entries if e.source.kind is SourceKind.DEAD_LETTER]
     counts = {**state.counts(), "deleted_from_dlq": len(state.deleted)}
     counts["kept_in_dlq"] = len(dead_letters) - sum(1 for e in dead_letters if e.entry_id in state.deleted)
     sent = [c.first_sent_at for c in copies if c.first_sent_at]
@@ -761,19 +778,27 @@ def _save_report(report: RunReport, plan_path: Path) -> None:
     tmp.replace(path)
 
 
+def _copy_word(n: int) -> str:
+    return "copy" if n == 1 else "copies"
+
+
 def iter_lines(report: RunReport) -> Iterator[str]:
     """The report as the lines the command prints (table format)."""
     if report.dry_run:
         yield f"Dry run of plan {report.plan_id}: nothing sent. Add --apply to send."
         for target in report.targets:
-            yield f"  {target.copies} copies -> {target.target}"
+            yield f"  {target.copies} {_copy_word(target.copies)} -> {target.target}"
             for first in target.first:
                 yield f"      {first}"
         if report.counts.get("already_final"):
-            yield f"  {report.counts['already_final']} copies already final in {report.journal_path}"
+            final = report.counts["already_final"]
+            yield f"  {final} {_copy_word(final)} already final in {report.journal_path}"
         if "dead_letters_to_delete" in report.counts:
             deletes = report.counts["dead_letters_to_delete"]
             yield f"  {deletes} dead letters to delete from their DLQs once confirmed"
+        if report.counts.get("dead_letters_queue_unknown"):
+            unknown = report.counts["dead_letters_queue_unknown"]
+            yield f"  {unknown} dead letters stay in their DLQs: {QUEUE_UNKNOWN}"
         yield "  The account allow-list is checked (STS) when sending."
         return
     yield f"Replayed plan {report.plan_id} to account {report.account} in region {report.region}."
@@ -788,5 +813,5 @@ def iter_lines(report: RunReport) -> Iterator[str]:
     for dup in report.possibly_duplicated:
         yield f"  possibly duplicated {dup['key']} (event {dup['event_id']}): in flight at interruption"
     for kept in report.not_deleted:
-        yield f"  not deleted {kept['message_id']} from {kept['queue']}: {kept['reason']}"
+        yield f"  not deleted {kept['message_id']} from {kept['queue'] or 'its DLQ'}: {kept['reason']}"
     yield f"  report: {report.report_path}"
