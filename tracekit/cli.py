@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tracekit.analyze.audit import AuditReport
     from tracekit.analyze.keys import Config
     from tracekit.analyze.report import Report
+    from tracekit.chaos.run import ChaosReport
     from tracekit.chaos.verdict import EventVerdict
     from tracekit.collect.live import CollectReport
     from tracekit.store import Store
@@ -358,7 +359,7 @@ def show(
     in (with the batches they were split from), and the destination record or DLQ message that
     proves where it ended. A business key shared by several events shows each of them.
 
-    Example: tracekit show 1e2feb89-414c-443c-9027-c4d1c386bbc4
+    Example: tracekit show 99caa200-e55a-40d3-a4aa-f3360928d2ab
              tracekit show 4711 --key '$.order_id'
              tracekit show shardId-000000000000:49650000000000000000000000000000000000000000000001 -f json
     """
@@ -1104,7 +1105,15 @@ def chaos_run(
         )
     if fmt is Format.JSON:
         typer.echo(jsonio.dumps(report.to_json()))
-        return
+    else:
+        _print_verdicts(report, fmt)
+    typer.echo(f"consumer state and logs: {report.workdir}", err=True)
+    if report.counts.get("not_idempotent"):
+        # A gate for pipelines: the experiment showed a consumer that is not idempotent.
+        raise typer.Exit(1)
+
+
+def _print_verdicts(report: ChaosReport, fmt: Format) -> None:
     from tracekit.render import print_rows
 
     counts = ", ".join(f"{n} {v}" for v, n in report.counts.items())
@@ -1114,7 +1123,6 @@ def chaos_run(
     if report.checks:
         checks = [[f.check, f.severity, f.basis, ", ".join(f.events), f.message] for f in report.checks]
         print_rows(["check", "severity", "basis", "events", "finding"], checks, fmt, title="static checks")
-    typer.echo(f"consumer state and logs: {report.workdir}", err=True)
 
 
 def _chaos_rows(events: list[EventVerdict]) -> list[list[object]]:

@@ -48,7 +48,7 @@ def test_counter_consumer_table_output_shows_the_difference(tracekit_cli: CliRun
     experiment = tmp_path / "counter.toml"
     experiment.write_text(text.replace("../../samples", str(REPO / "samples")))
     done = tracekit_cli("chaos", "run", experiment)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # not idempotent: the gate fails
     assert "0 idempotent, 3 not_idempotent, 0 inconclusive" in done.stdout
     # order 4718 has quantity 5: one delivery reserved 5, three reserved 15.
     (line,) = [line for line in done.stdout.splitlines() if "order-4718" in line]
@@ -171,7 +171,7 @@ def test_aws_target_against_moto(
     finally:
         consumer.stop.set()
         consumer.thread.join()
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == (1 if counting else 0), done.stderr
     report = json.loads(done.stdout)
     assert [e["verdict"] for e in report["events"]] == [verdict, verdict]
     # Clean phase: one copy per order; faulted: the original and two duplicates, all confirmed by SQS.
@@ -244,7 +244,7 @@ def test_aws_target_with_selectors_over_the_store(
     finally:
         consumer.stop.set()
         consumer.thread.join()
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     (event,) = report["events"]
     assert (event["key"], event["verdict"]) == ("4720", "not_idempotent")
