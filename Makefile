@@ -26,6 +26,7 @@ bench: $(BIN)/tracekit
 	$(BIN)/python tests/bench/lab.py
 	$(BIN)/python tests/bench/analyze.py
 	$(BIN)/python tests/bench/collect.py
+	$(BIN)/python tests/bench/replay.py
 
 # Regenerate samples/lab/ from the shipped scenarios, so samples and their truth never drift.
 samples: $(BIN)/tracekit

@@ -175,24 +175,30 @@ def generate(path: Path, invocations: int) -> Expected:
             events = [(now, f"START RequestId: {rid} Version: $LATEST\n"), (now + 1, app)]
             if fails:
                 errors += 1
-                events.append((
-                    now + 2,
-                    f"[ERROR] ValueError: bad order {order_id}\nTraceback (most recent call last):\n"
-                    '\u00a0\u00a0File "/var/task/app.py", line 7, in handler\n'
-                    "\u00a0\u00a0\u00a0\u00a0raise ValueError(f\"bad order {order_id}\")\n",
-                ))
+                events.append(
+                    (
+                        now + 2,
+                        f"[ERROR] ValueError: bad order {order_id}\nTraceback (most recent call last):\n"
+                        '\u00a0\u00a0File "/var/task/app.py", line 7, in handler\n'
+                        '\u00a0\u00a0\u00a0\u00a0raise ValueError(f"bad order {order_id}")\n',
+                    )
+                )
             events.append((end_ms, f"END RequestId: {rid}\n"))
             events.append((end_ms, report + "\n"))
             attempts += 1
             for ts, message in events:
                 event_no += 1
-                buf.append(dumps({
-                    "logStreamName": stream,
-                    "timestamp": ts,
-                    "message": message,
-                    "ingestionTime": ts + 150 + (event_no % 400),
-                    "eventId": f"{ts:020d}{event_no:036d}",
-                }))
+                buf.append(
+                    dumps(
+                        {
+                            "logStreamName": stream,
+                            "timestamp": ts,
+                            "message": message,
+                            "ingestionTime": ts + 150 + (event_no % 400),
+                            "eventId": f"{ts:020d}{event_no:036d}",
+                        }
+                    )
+                )
             if len(buf) >= 50_000:
                 buf.append(b"")
                 out.write(b"\n".join(buf))
@@ -355,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         ("invocation attempts (START)", exp.attempts, counted.starts),
         ("END lines", exp.attempts, counted.ends),
         ("REPORT lines", exp.attempts, counted.reports),
-        ("cold starts (Init Duration)", STREAMS if exp.attempts >= STREAMS else exp.attempts,
-         counted.init_reports),
+        (
+            "cold starts (Init Duration)",
+            STREAMS if exp.attempts >= STREAMS else exp.attempts,
+            counted.init_reports,
+        ),
         ("unhandled errors", exp.errors, counted.errors),
         ("distinct request ids", exp.invocations, counted.distinct_request_ids),
     ]
@@ -412,12 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("input size (MB)", f"{size_mb:,.1f}", "", ""),
         ("log events (generated)", n(exp.log_events), "", ""),
-        ("log events (tracekit)", n(counts.get("log_events")), n(exp.log_events),
-         "ok" if counts.get("log_events") == exp.log_events else "differs"),
+        (
+            "log events (tracekit)",
+            n(counts.get("log_events")),
+            n(exp.log_events),
+            "ok" if counts.get("log_events") == exp.log_events else "differs",
+        ),
         ("invocations (generated: request ids)", n(exp.invocations), "", ""),
         ("invocation attempts (generated: START)", n(exp.attempts), "", ""),
-        ("invocations (tracekit)", n(counts.get("invocations")), f"{exp.invocations:,} or {exp.attempts:,}",
-         "ok" if counts.get("invocations") in (exp.invocations, exp.attempts) else "differs"),
+        (
+            "invocations (tracekit)",
+            n(counts.get("invocations")),
+            f"{exp.invocations:,} or {exp.attempts:,}",
+            "ok" if counts.get("invocations") in (exp.invocations, exp.attempts) else "differs",
+        ),
         ("destination_records (tracekit)", n(counts.get("destination_records")), "", ""),
         ("dead_letters (tracekit)", n(counts.get("dead_letters")), "", ""),
         ("quarantined (tracekit)", n(counts.get("quarantined")), "0", ""),
@@ -425,10 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         (f"tracekit ingest (s, best of {len(runs)})", f"{tk_seconds:.2f}", "", ""),
         ("log events/s (tracekit)", f"{exp.log_events / tk_seconds:,.0f}", "", ""),
         ("invocations/s (tracekit)", f"{(counts.get('invocations') or 0) / tk_seconds:,.0f}", "", ""),
-        ("ratio bare/tracekit", f"{ratio:.2f}", f">= {RATIO_TARGET}",
-         "PASS" if ratio >= RATIO_TARGET else "MISS"),
-        ("peak RSS tracekit child (MB, max)", f"{rss_mb:,.0f}", f"< {RSS_TARGET_MB:,.0f}",
-         ("PASS" if rss_scaled else "MISS") + rss_note),
+        (
+            "ratio bare/tracekit",
+            f"{ratio:.2f}",
+            f">= {RATIO_TARGET}",
+            "PASS" if ratio >= RATIO_TARGET else "MISS",
+        ),
+        (
+            "peak RSS tracekit child (MB, max)",
+            f"{rss_mb:,.0f}",
+            f"< {RSS_TARGET_MB:,.0f}",
+            ("PASS" if rss_scaled else "MISS") + rss_note,
+        ),
         ("parent peak RSS (MB, not judged)", f"{parent_rss_mb:,.0f}", "", ""),
     ]
     print()
