@@ -2,13 +2,16 @@
 
 Run by hand, not by pytest:
 
-    .venv/bin/python tests/bench/analyze.py [--events N] [--keep DIR] [--no-scale]
+    .venv/bin/python tests/bench/analyze.py [--events N] [--keep DIR] [--no-scale] [--repeat N]
 
 It reuses the ingest benchmark's generator (tests/bench/ingest.py: filter-log-events NDJSON of N
 asynchronous events, about 4.2 log events each, with errors and retries 1 and 3 minutes later),
 ingests each input once into a cached store, then times `tracekit.analyze.build.analyze` in a
 child process (so peak RSS is the analyzer's own) and prints one table against the targets:
-under 20 s for 1M events, growth no worse than linear at 4x, peak memory under 2 GB.
+under 20 s for 1M events, growth no worse than linear at 4x, peak memory under 2 GB. Each size is
+analyzed `--repeat` times (default 3) and judged on its fastest run, the usual estimator of what the
+code costs when the machine's other work (page cache, the other core) is not in the way; every run's
+time is printed too, and peak memory is the largest of them.
 Disk: about 1.3 KB per event for the cached input plus the store (4M events -> ~6 GB in all).
 """
 
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="async events (1000000)")
     parser.add_argument("--keep", type=Path, help="cache directory (default <tmp>/tracekit-bench)")
     parser.add_argument("--no-scale", action="store_true", help="skip the 4x run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size, fastest judged (3)")
     args = parser.parse_args(argv)
     cache_dir = args.keep or Path(tempfile.gettempdir()) / "tracekit-bench"
 
@@ -112,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     for scale in (1,) if args.no_scale else (1, 4):
         events = args.events * scale
         store_dir, expected = cached_store(cache_dir, events)
-        result = run_analyze(store_dir)
+        runs = [run_analyze(store_dir) for _ in range(max(1, args.repeat))]
+        result = dict(min(runs, key=lambda r: r["seconds"]))
+        result["maxrss_kb"] = max(r["maxrss_kb"] for r in runs)
+        result["all_seconds"] = [r["seconds"] for r in runs]
         if result["events"] != expected.invocations or result["attempts"] != expected.attempts:
             print(
                 f"analyzer found {result['events']:,} events / {result['attempts']:,} attempts, "
@@ -126,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{events:,}",
                 f"{expected.log_events:,}",
                 f"{result['seconds']:.1f} s",
+                " ".join(f"{s:.1f}" for s in result["all_seconds"]),
                 f"{events / result['seconds']:,.0f}",
                 f"{result['maxrss_kb'] / 1024:,.0f} MB",
             )
         )
-    header = ("events", "log events", "analyze", "events/s", "peak RSS")
+    header = ("events", "log events", "analyze (fastest)", "every run (s)", "events/s", "peak RSS")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
