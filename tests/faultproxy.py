@@ -2,7 +2,8 @@
 rule picks, which get an AWS error response, a delay, a stall or a dropped connection.
 
 Point boto3 or the CLI at it with AWS_ENDPOINT_URL=proxy.url. It counts every request per API
-operation (what the bench and the tests assert call counts with) and keeps each JSON request body.
+operation (what the bench and the tests assert call counts with) and keeps each request's JSON body,
+path (query included) and headers (`FaultProxy.requests`).
 
     with FaultProxy(moto_server) as proxy:
         proxy.add(Rule("FilterLogEvents", error="ThrottlingException", times=3))
@@ -11,13 +12,18 @@ operation (what the bench and the tests assert call counts with) and keeps each 
 
 The operation of a request is the part of its X-Amz-Target header after the dot (JSON protocol,
 e.g. `Logs_20140328.FilterLogEvents`), else its `Action` parameter (query protocol), else
-`METHOD /path` (REST protocols such as S3).
+`METHOD /path` (REST protocols such as S3 and Lambda; the path as sent, percent-encoding kept).
+
+An injected error names its code in the body (JSON for JSON-protocol calls and for REST-JSON
+services such as Lambda, else query-protocol XML) and in the x-amzn-ErrorType header, where
+REST-JSON clients read it.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import urllib.parse
 from collections import Counter
@@ -29,6 +35,8 @@ from typing import Any
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"}
 STALL_LIMIT_S = 120.0  # a stalled request is let through after this long, so no test can hang forever
+#: Services (as named in the SigV4 credential scope) whose REST API answers errors in JSON.
+REST_JSON_SERVICES = {"lambda"}
 
 
 @dataclass
@@ -86,6 +94,10 @@ class Seen:
     operation: str
     body: Any
     fault: str = "pass"
+    #: The request path as sent (percent-encoded), with its query string.
+    path: str = ""
+    #: The request headers.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,11 +182,13 @@ class FaultProxy:
     ) -> None:
         self.stop()
 
-    def _decide(self, operation: str, body: Any) -> Rule | None:
+    def _decide(
+        self, operation: str, body: Any, path: str = "", headers: dict[str, str] | None = None
+    ) -> Rule | None:
         with self.state.lock:
             self.state.counts[operation] += 1
             rule = next((r for r in self.state.rules if r.picks(operation, body)), None)
-            self.state.requests.append(Seen(operation, body, _fault_name(rule)))
+            self.state.requests.append(Seen(operation, body, _fault_name(rule), path, dict(headers or {})))
             return rule
 
 
@@ -207,9 +221,22 @@ def operation_of(method: str, path: str, headers: Any, body: bytes) -> str:
     return f"{method} {urllib.parse.urlsplit(path).path}"
 
 
+def signing_service(headers: Any) -> str:
+    """The service a SigV4-signed request is for (its Authorization header's credential scope), or ""."""
+    found = re.search(
+        r"Credential=[^/,]*/[^/,]*/[^/,]*/([^/,]*)/aws4_request", str(headers.get("Authorization", ""))
+    )
+    return found.group(1) if found else ""
+
+
 def error_body(headers: Any, code: str, message: str) -> tuple[bytes, str]:
-    """An error response body in the request's protocol: JSON for JSON-protocol calls, else XML."""
-    if headers.get("X-Amz-Target") or "json" in str(headers.get("Content-Type", "")):
+    """An error response body in the request's protocol: JSON for JSON-protocol calls and REST-JSON
+    services, else XML."""
+    if (
+        headers.get("X-Amz-Target")
+        or "json" in str(headers.get("Content-Type", ""))
+        or signing_service(headers) in REST_JSON_SERVICES
+    ):
         # The standard library, not tracekit.jsonio: the proxy must not depend on the code under test.
         data = json.dumps({"__type": code, "message": message})  # noqa: TID251
         return data.encode(), "application/x-amz-json-1.1"
@@ -237,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         operation = operation_of(self.command, self.path, self.headers, body)
-        rule = self.proxy._decide(operation, _json_or_none(body))
+        rule = self.proxy._decide(operation, _json_or_none(body), self.path, dict(self.headers.items()))
         if rule is not None:
             if rule.drop:
                 self.close_connection = True
@@ -245,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if rule.error:
                 data, content_type = error_body(self.headers, rule.error, rule.message)
-                self._answer(rule.status, data, content_type)
+                self._answer(rule.status, data, content_type, {"x-amzn-ErrorType": rule.error})
                 return
             if rule.reply is not None:
                 self._answer(200, json.dumps(rule.reply).encode(), "application/x-amz-json-1.1")  # noqa: TID251
@@ -257,9 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.proxy.state.closing.wait(rule.delay_s)
         self._forward(body)
 
-    def _answer(self, status: int, data: bytes, content_type: str) -> None:
+    def _answer(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
         self.end_headers()

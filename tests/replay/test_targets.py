@@ -2,20 +2,22 @@
 attribute intact and FIFO groups in order; batches stay within each API's count and byte limits;
 per-entry failures and throttled calls come back as results the engine can act on.
 
-moto cannot run Lambda Invoke without Docker, so the Lambda tests point boto3's Lambda endpoint at a
-tiny local HTTP server that answers Invoke like Lambda (202 for Event, 200 with X-Amz-Function-Error
-for a failed RequestResponse) and records each request's path, headers and body. Per-entry failures
-of batch calls are answers moto never gives: the fault proxy (tests/faultproxy.py) replies with them.
+The Lambda tests run moto's docker-free Lambda (switched on through the moto API for the test), which
+answers Invoke with the request body or a queued result; the fault proxy (tests/faultproxy.py) keeps
+each Invoke's path, headers and payload, which is what the tests read. Per-entry failures of batch
+calls, and throttled or refused calls, are answers moto never gives: the proxy replies with them.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
-import threading
 import urllib.parse
+import urllib.request
+import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -71,8 +73,8 @@ def deliver(sender: Sender, items: list[Outgoing]) -> list[SendResult]:
     return results
 
 
-def client(service: str) -> Any:
-    return boto3.client(service, region_name=REGION)
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)
 
 
 def receive_all(queue_url: str) -> list[dict[str, Any]]:
@@ -453,130 +455,179 @@ def test_kinesis_per_record_failures(proxy: FaultProxy) -> None:
 # ------------------------------------------------------------------------------------------ Lambda
 
 
-class FakeLambda:
-    """A local HTTP endpoint answering Invoke; records (path, query, invocation type, body)."""
+FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:orders"
+#: The proxy's name for an Invoke of FUNCTION: a REST call, named by method and path (ARN percent-encoded).
+INVOKE = f"POST /2015-03-31/functions/{urllib.parse.quote(FUNCTION, safe='')}/invocations"
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]], str, bytes]] = []
-        self.function_error: bytes | None = None  # the error payload of a failed RequestResponse
-        self.errors: list[tuple[int, str]] = []  # (status, error type) to answer the next requests with
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
+def moto_api(endpoint: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """POST `body` as JSON to moto's `/moto-api/<path>` (GET without a body); the JSON answer, or None."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}",
+        data=None if body is None else jsonio.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = response.read()
+    return jsonio.loads(answer) if answer else None
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = urllib.parse.urlsplit(self.path)
-                kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-                owner.requests.append(
-                    (urllib.parse.unquote(parts.path), urllib.parse.parse_qs(parts.query), kind, body)
-                )
-                if owner.errors:
-                    self._error(*owner.errors.pop(0))
-                    return
-                answer = b"" if kind == "Event" else (owner.function_error or b"null")
-                self.send_response(202 if kind == "Event" else 200)
-                if kind != "Event" and owner.function_error:
-                    self.send_header("X-Amz-Function-Error", "Unhandled")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
 
-            def _error(self, status: int, error_type: str) -> None:
-                data = jsonio.dumps({"Type": "User", "message": "injected by the test"}).encode()
-                self.send_response(status)
-                self.send_header("x-amzn-ErrorType", error_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        serve = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        serve.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+@contextmanager
+def lambda_config(endpoint: str, *, use_docker: bool) -> Iterator[None]:
+    """moto's Lambda with or without Docker for the block, then as it was: the configuration is the
+    server's, and the server is shared by the whole test session (a reset keeps it)."""
+    before = moto_api(endpoint, "config")["lambda"]
+    moto_api(endpoint, "config", {"lambda": {"use_docker": use_docker}})
+    try:
+        yield
+    finally:
+        moto_api(endpoint, "config", {"lambda": before})
 
 
 @pytest.fixture
-def fake_lambda(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLambda]:
-    fake = FakeLambda()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", fake.url)
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+def orders_function(aws_endpoint: str) -> Iterator[str]:
+    """FUNCTION in moto's docker-free Lambda, version 1 published and the alias "live" on it; yields its
+    ARN. Created straight in moto, so the proxy sees only the sender's calls. Docker-free Invoke answers
+    with the request body (or a result queued through the moto API) without looking up the function
+    or qualifier."""
+    with lambda_config(aws_endpoint, use_docker=False):
+        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}]}
+        iam = client("iam", endpoint_url=aws_endpoint)
+        role = iam.create_role(RoleName="orders-role", AssumeRolePolicyDocument=jsonio.dumps(trust))
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("orders.py", "def handler(event, context):\n    return event\n")
+        functions = client("lambda", endpoint_url=aws_endpoint)
+        created = functions.create_function(
+            FunctionName="orders",
+            Runtime="python3.12",
+            Role=role["Role"]["Arn"],
+            Handler="orders.handler",
+            Code={"ZipFile": code.getvalue()},
+            Publish=True,
+        )
+        functions.create_alias(FunctionName="orders", Name="live", FunctionVersion=created["Version"])
+        assert created["FunctionArn"] == FUNCTION
+        yield FUNCTION
 
 
-FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:orders"
+def invocations(proxy: FaultProxy) -> list[tuple[str, dict[str, list[str]], str | None, Any]]:
+    """Each request the proxy received, as Lambda reads an Invoke: (path with the function name decoded,
+    query, X-Amz-Invocation-Type header, JSON payload)."""
+    out = []
+    for seen in proxy.requests:
+        parts = urllib.parse.urlsplit(seen.path)
+        path, query = urllib.parse.unquote(parts.path), urllib.parse.parse_qs(parts.query)
+        out.append((path, query, seen.headers.get("X-Amz-Invocation-Type"), seen.body))
+    return out
 
 
-def test_lambda_async_invoke_per_entry_to_the_qualifier(fake_lambda: FakeLambda) -> None:
-    plan = make_plan(Target(TargetType.LAMBDA, arn=FUNCTION, qualifier="live"), 3)
+def test_lambda_async_invoke_per_entry_to_the_qualifier(proxy: FaultProxy, orders_function: str) -> None:
+    """One Event Invoke per copy, to the plan's qualifier, with the marked payload; a copy whose payload
+    cannot carry the marker is refused without a call."""
+    plan = make_plan(Target(TargetType.LAMBDA, arn=orders_function, qualifier="live"), 3)
     plan.entries[2].payload = '"just a string"'
     results = deliver(sender_for(plan.entries[0].target, Aws(REGION)), copies(plan))
 
     assert [r.ok for r in results] == [True, True, False]
+    assert all(r.provider_id for r in results[:2])  # moto's request ids
     assert results[2].error_code == "Refused" and "payload is not a JSON object" in (results[2].reason or "")
-    assert len(fake_lambda.requests) == 2  # one Invoke per copy, none for the refused one
-    for i, (path, query, kind, body) in enumerate(fake_lambda.requests):
+    assert proxy.counts == {INVOKE: 2}  # one Invoke per copy, none for the refused one
+    for i, (path, query, kind, body) in enumerate(invocations(proxy)):
         assert path == f"/2015-03-31/functions/{FUNCTION}/invocations"
         assert query == {"Qualifier": ["live"]} and kind == "Event"
-        assert json.loads(body) == {"order": f"o-{i}", "amount": i, MARKER: f"p1:e{i}:ev{i}"}
+        assert body == {"order": f"o-{i}", "amount": i, MARKER: f"p1:e{i}:ev{i}"}
 
 
-def test_lambda_throttling_is_retryable_and_a_missing_function_stops_the_run(
-    fake_lambda: FakeLambda, monkeypatch: pytest.MonkeyPatch
+def test_lambda_a_payload_lambda_refuses_fails_only_its_copy_and_throttling_is_retryable(
+    proxy: FaultProxy, orders_function: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The proxy answers the first Invoke 413 RequestEntityTooLargeException (that copy fails, the run
+    goes on: the next one reaches moto) and the last 429 TooManyRequestsException (retryable). The
+    throttle comes last: botocore's adaptive retry mode holds back the next call after one (~2 s)."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no botocore retries: the sender sees the 429
+    plan = make_plan(Target(TargetType.LAMBDA, arn=orders_function, qualifier="live"), 1)
+    sender = sender_for(plan.entries[0].target, Aws(REGION, verb="cannot replay"))
+    proxy.add(Rule(INVOKE, error="RequestEntityTooLargeException", status=413, times=1))
+    too_large = deliver(sender, copies(plan))
+    delivered = deliver(sender, copies(plan))
+    proxy.add(Rule(INVOKE, error="TooManyRequestsException", status=429, times=1))
+    throttled = deliver(sender, copies(plan))
+    assert [(r.ok, r.error_code, r.retryable) for r in too_large + delivered + throttled] == [
+        (False, "RequestEntityTooLargeException", False),
+        (True, None, False),
+        (False, "TooManyRequestsException", True),
+    ]
+    assert [seen.fault for seen in proxy.requests] == [
+        "RequestEntityTooLargeException",
+        "pass",
+        "TooManyRequestsException",
+    ]
+
+
+def test_lambda_missing_function_stops_the_run_with_one_error_line(
+    proxy: FaultProxy, aws_endpoint: str
+) -> None:
+    """moto's own ResourceNotFoundException for a function never created. Docker-free Invoke answers
+    any name, so this runs on moto's default Lambda, which looks the function up before it would
+    start a container (no Docker needed)."""
     plan = make_plan(Target(TargetType.LAMBDA, arn=FUNCTION, qualifier="live"), 1)
     sender = sender_for(plan.entries[0].target, Aws(REGION, verb="cannot replay"))
-    fake_lambda.errors = [(429, "TooManyRequestsException"), (413, "RequestEntityTooLargeException")]
-    throttled = deliver(sender, copies(plan))
-    too_large = deliver(sender, copies(plan))  # a payload Lambda refuses: that copy fails, the run goes on
-    assert [(r.ok, r.error_code, r.retryable) for r in throttled + too_large] == [
-        (False, "TooManyRequestsException", True),
-        (False, "RequestEntityTooLargeException", False),
-    ]
-    fake_lambda.errors = [(404, "ResourceNotFoundException")]
-    with pytest.raises(AwsError) as caught:
+    with lambda_config(aws_endpoint, use_docker=True), pytest.raises(AwsError) as caught:
         deliver(sender, copies(plan))
-    assert str(caught.value).startswith(
-        f"cannot replay: lambda Invoke failed: {FUNCTION} (ResourceNotFoundException"
-    )
+    line = str(caught.value)
+    assert line.startswith(f"cannot replay: lambda Invoke failed: {FUNCTION} (ResourceNotFoundException")
+    assert "\n" not in line
+    assert [(seen.operation, seen.fault) for seen in proxy.requests] == [(INVOKE, "pass")]  # moto answered
 
 
-def test_lambda_refuses_payloads_over_the_async_limit(fake_lambda: FakeLambda) -> None:
-    plan = make_plan(Target(TargetType.LAMBDA, arn=f"{FUNCTION}:live"), 1)
+def test_lambda_refuses_payloads_over_the_async_limit_before_any_call(
+    proxy: FaultProxy, orders_function: str
+) -> None:
+    """A copy over Lambda's 1 MiB async payload limit is refused with its size, and nothing is sent."""
+    plan = make_plan(Target(TargetType.LAMBDA, arn=f"{orders_function}:live"), 1)
     plan.entries[0].payload = jsonio.dumps({"pad": "x" * KIB * KIB})
     results = deliver(sender_for(plan.entries[0].target, Aws(REGION)), copies(plan))
     assert results[0].error_code == "Refused"
     assert (results[0].reason or "").endswith("over the 1 MiB limit of lambda Invoke")
-    assert fake_lambda.requests == []
+    assert proxy.requests == []
 
 
-def test_dynamodb_synthetic_batch_is_invoked_and_a_function_error_fails_it(fake_lambda: FakeLambda) -> None:
+def test_dynamodb_synthetic_batch_is_invoked_synchronously_and_a_function_error_fails_it(
+    proxy: FaultProxy, orders_function: str, aws_endpoint: str
+) -> None:
+    """The batch goes as a RequestResponse Invoke without a qualifier, marked. moto cannot answer a
+    chosen function error (a queued result comes back as a success); it answers a result over 6 MB as
+    Lambda does, with X-Amz-Function-Error and an errorType/errorMessage payload, so the second copy
+    gets such a result queued."""
     records = {"Records": [{"eventID": "1", "eventName": "INSERT", "dynamodb": {"Keys": {"id": {"S": "a"}}}}]}
-    plan = make_plan(Target(TargetType.DYNAMODB_INVOKE, arn=FUNCTION), 2, payload=jsonio.dumps(records))
+    plan = make_plan(
+        Target(TargetType.DYNAMODB_INVOKE, arn=orders_function), 2, payload=jsonio.dumps(records)
+    )
     sender = sender_for(plan.entries[0].target, Aws(REGION))
     first = deliver(sender, copies(plan)[:1])
-    fake_lambda.function_error = jsonio.dumps({"errorType": "KeyError", "errorMessage": "'sku'"}).encode()
+    moto_api(
+        aws_endpoint, "static/lambda-simple/response", {"results": ["x" * 6 * KIB * KIB], "region": REGION}
+    )
     second = deliver(sender, copies(plan)[1:])
 
     assert first[0].ok
     assert (second[0].ok, second[0].error_code, second[0].reason) == (
         False,
         "FunctionError",
-        "KeyError: 'sku'",
+        "Function.ResponseSizeTooLarge: Response payload size exceeded maximum allowed payload size "
+        "(6291556 bytes).",
     )
-    (_, query, kind, body) = fake_lambda.requests[0]
-    assert kind == "RequestResponse" and query == {}
-    assert json.loads(body) == {**records, MARKER: "p1:e0:ev0"}
+    assert invocations(proxy) == [
+        (
+            f"/2015-03-31/functions/{FUNCTION}/invocations",
+            {},
+            "RequestResponse",
+            {**records, MARKER: f"p1:e{i}:ev{i}"},
+        )
+        for i in range(2)
+    ]
 
 
 # ------------------------------------------------------------------------------ building a copy
