@@ -1052,7 +1052,8 @@ def replay_plan(
             plan = make_plan(st, settings, request, lambda: plan_aws(region, profile))
         save_plan(plan, output)
     print_rows(["target", "entries"], list(entries_per_target(plan.entries).items()), fmt)
-    typer.echo(f"{len(plan.entries)} entries → {output} (plan {plan.plan_id})", err=True)
+    entries = f"{len(plan.entries)} {'entry' if len(plan.entries) == 1 else 'entries'}"
+    typer.echo(f"{entries} → {output} (plan {plan.plan_id})", err=True)
     for item in plan.unavailable:
         what = item.get("event_id") or item.get("source")
         typer.echo(f"not planned: {what}: {item['reason']}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shlex
 import subprocess
@@ -149,8 +150,19 @@ def test_the_replay_section_plans_and_dry_runs_the_demo_incident(tmp_path: Path)
     assert entries[redriven["MessageId"]]["payload"] == redriven["Body"]
     source_queue = redriven["Attributes"]["DeadLetterQueueSourceArn"]
     assert entries[redriven["MessageId"]]["target"]["arn"] == source_queue
+    # The incident window starts at order 4711's first START line in the sample log export.
+    log = jsonio.loads((ROOT / "samples" / "logs" / "orders-notify.filter-log-events.json").read_bytes())
+    start_line = f"START RequestId: {order_4711}"
+    start = min(e["timestamp"] for e in log["events"] if e["message"].startswith(start_line))
+    first_seen = dt.datetime.fromtimestamp(start / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    assert plan["events_first_seen"] == first_seen.replace("+00:00", "Z")
+    assert plan["events_last_seen"] > plan["events_first_seen"]
     dry = jsonio.loads(outputs[2])
     assert dry["dry_run"] is True and dry["calls"] == 0 and dry["counts"]["to_send"] == 2
+    assert (dry["events_first_seen"], dry["events_last_seen"]) == (
+        plan["events_first_seen"],
+        plan["events_last_seen"],
+    )
     assert not (tmp_path / "store" / "plan.journal").exists()
 
 

@@ -126,6 +126,9 @@ class Plan:
     #: What the selectors chose but the plan cannot replay, each {"event_id", "reason", ...}: stream
     #: records past retention, events with no source record, events already replayed.
     unavailable: list[dict[str, Any]] = field(default_factory=list)
+    #: When the replayed events were first and last seen (the incident window the plan covers).
+    events_first_seen: str | None = None
+    events_last_seen: str | None = None
 
     def replay_id(self, entry: Entry) -> str:
         """The marker value a copy of `entry` carries: `<plan_id>:<entry_id>:<event_id>`."""
@@ -179,6 +182,8 @@ def load_plan(path: Path) -> Plan:
             entries=entries,
             marker=dict(body.get("marker") or {"attribute": MARKER, "payload_field": MARKER}),
             unavailable=[dict(u) for u in body.get("unavailable") or []],
+            events_first_seen=body.get("events_first_seen"),
+            events_last_seen=body.get("events_last_seen"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         where = f"{path} ({type(exc).__name__}: {first_line(exc)})"

@@ -156,6 +156,8 @@ def make_plan(store: Store, config: Config, request: PlanRequest, aws: Callable[
         store=str(store.root),
         entries=entries,
         unavailable=unavailable,
+        events_first_seen=_iso(min(planner.seen)) if planner.seen else None,
+        events_last_seen=_iso(max(planner.seen)) if planner.seen else None,
     )
 
 
@@ -177,7 +179,8 @@ def _select(con: duckdb.DuckDBPyConnection, config: Config, request: PlanRequest
     if request.sql_where:
         conditions.append(f"({request.sql_where})")
     sql = (
-        "SELECT event_id, source, function_name, first_seen, dead_letter_message_id, destination_record_id, "
+        "SELECT event_id, source, function_name, first_seen, last_seen, dead_letter_message_id, "
+        "destination_record_id, "
         "duplicate_kind, event_id IN (SELECT duplicate_of FROM events WHERE duplicate_kind = 'replay' "
         "AND duplicate_of IS NOT NULL) AS replayed "
         f"FROM ({events_relation(config, request.where.key_path)}) "
@@ -207,6 +210,8 @@ class _Planner:
         self.unavailable: list[dict[str, Any]] = []
         self.planned_events: set[str] = set()
         self.ranges_done: set[str] = set()
+        #: When the events that made entries were first and last seen: the incident window.
+        self.seen: list[dt.datetime] = []
 
     def add(self, event: dict[str, Any]) -> None:
         event_id = event["event_id"]
@@ -214,12 +219,15 @@ class _Planner:
             why = "a replayed copy" if event["duplicate_kind"] == "replay" else "already replayed"
             self._skip(event_id, f"{why} (--include-replays plans it anyway)")
             return
+        before = len(self.entries)
         if event["dead_letter_message_id"]:
             self._dead_letter(event)
         elif event["destination_record_id"]:
             self._destination_record(event)
         else:
             self._skip(event_id, "no dead letter or destination record holds it")
+        if len(self.entries) > before:
+            self.seen += [t for t in (event["first_seen"], event["last_seen"]) if t is not None]
 
     def finish(self) -> tuple[list[Entry], list[dict[str, Any]]]:
         for number, entry in enumerate(self.entries, start=1):

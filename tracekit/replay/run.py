@@ -112,6 +112,9 @@ class RunReport:
     possibly_duplicated: list[dict[str, Any]] = field(default_factory=list)
     #: Copies not sent on purpose (drop= faults), and every copy a fault shaped.
     faulted: list[dict[str, Any]] = field(default_factory=list)
+    #: When the replayed events were first and last seen (from the plan): the incident window.
+    events_first_seen: str | None = None
+    events_last_seen: str | None = None
     first_send: str | None = None
     last_send: str | None = None
     rate_requested: float = 0.0
@@ -715,6 +718,8 @@ def _dry_run(plan: Plan, plan_path: Path, options: RunOptions, path: Path) -> Ru
         plan_id=plan.plan_id,
         dry_run=True,
         counts=counts,
+        events_first_seen=plan.events_first_seen,
+        events_last_seen=plan.events_last_seen,
         targets=list(targets.values()),
         rate_requested=options.rate,
         journal_path=str(path) if path.exists() else None,
@@ -754,6 +759,8 @@ def _report(
             row(c, reason="in flight at interruption", state=c.state) for c in copies if c.interrupted
         ],
         faulted=[row(c, faults=c.faults, state=c.state) for c in copies if c.faults],
+        events_first_seen=plan.events_first_seen,
+        events_last_seen=plan.events_last_seen,
         first_send=min(sent) if sent else None,
         last_send=max(confirmed + sent) if sent else None,
         rate_requested=engine.options.rate,
@@ -786,6 +793,8 @@ def iter_lines(report: RunReport) -> Iterator[str]:
     """The report as the lines the command prints (table format)."""
     if report.dry_run:
         yield f"Dry run of plan {report.plan_id}: nothing sent. Add --apply to send."
+        if report.events_first_seen:
+            yield f"  events first seen {report.events_first_seen}, last seen {report.events_last_seen}"
         for target in report.targets:
             yield f"  {target.copies} {_copy_word(target.copies)} -> {target.target}"
             for first in target.first:
@@ -803,9 +812,12 @@ def iter_lines(report: RunReport) -> Iterator[str]:
         return
     yield f"Replayed plan {report.plan_id} to account {report.account} in region {report.region}."
     yield "  " + ", ".join(f"{state} {count}" for state, count in report.counts.items())
+    if report.events_first_seen:
+        yield f"  events first seen {report.events_first_seen}, last seen {report.events_last_seen}"
     yield f"  sent from {report.first_send or '-'} to {report.last_send or '-'}"
     yield (
-        f"  {report.calls} calls, {report.rate_achieved:g} msg/s achieved of {report.rate_requested:g} "
+        f"  {report.calls} call{'' if report.calls == 1 else 's'}, "
+        f"{report.rate_achieved:g} msg/s achieved of {report.rate_requested:g} "
         f"requested, {report.throttled} throttled"
     )
     for failure in report.failures:
