@@ -884,6 +884,12 @@ def replay_run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Finish an interrupted run from its journal (<plan>.journal).")
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed", help="With --resume: send the copies that failed again (cause fixed)."
+        ),
+    ] = False,
     rate: Annotated[
         float, typer.Option("--rate", min=0.1, help="Messages per second; halved on throttling.")
     ] = 50.0,
@@ -934,6 +940,7 @@ def replay_run(
     options = RunOptions(
         apply=apply,
         resume=resume,
+        retry_failed=retry_failed,
         rate=rate,
         concurrency=concurrency,
         allow_accounts=list(allow_account or []),

@@ -315,6 +315,35 @@ def test_a_call_lost_on_the_wire_is_resent_and_reported_possibly_duplicated(
     assert marker_counts(receive_all(url)) == Counter({f"e{i}": 1 for i in range(30)})
 
 
+def test_retry_failed_sends_again_only_the_copies_that_failed(proxy: FaultProxy, tmp_path: Path) -> None:
+    """The first run's only call is answered with a final per-entry failure for two of three copies
+    (nothing reached the queue for them). A plain resume leaves failed copies alone; --retry-failed
+    sends exactly those two, once each."""
+    url = make_queue("orders")
+    plan = plain_plan(tmp_path / "p.json", Target(TargetType.SQS, url=url), 3)
+    refused = {"Code": "InvalidParameterValue", "SenderFault": True, "Message": "refused by the test"}
+    reply = {
+        "Successful": [{"Id": "0", "MessageId": "m-0", "MD5OfMessageBody": "x"}],
+        "Failed": [{"Id": "1", **refused}, {"Id": "2", **refused}],
+    }
+    proxy.add(Rule("SendMessageBatch", reply=reply, times=1))
+    first = run_plan(plan, aws(), applied())
+    assert [f["entry_id"] for f in first.failures] == ["e1", "e2"]
+
+    with pytest.raises(ReplayError, match="--retry-failed finishes an earlier run"):
+        run_plan(plan, aws(), applied(retry_failed=True))
+    proxy.clear()
+    plain = run_plan(plan, aws(), applied(resume=True))
+    assert sent_calls(proxy) == 0 and plain.counts["failed"] == 2
+    dry = run_plan(plan, aws(), RunOptions(retry_failed=True, resume=True))
+    assert dry.counts["to_send"] == 2
+
+    retried = run_plan(plan, aws(), applied(resume=True, retry_failed=True))
+    assert retried.counts["confirmed"] == 3 and retried.counts["failed"] == 0
+    assert retried.failures == [] and retried.possibly_duplicated == []
+    assert marker_counts(receive_all(url)) == Counter({"e1": 1, "e2": 1})
+
+
 def test_a_changed_plan_does_not_resume_an_old_journal(proxy: FaultProxy, tmp_path: Path) -> None:
     url = make_queue("orders")
     plan = plain_plan(tmp_path / "p.json", Target(TargetType.SQS, url=url), 5)

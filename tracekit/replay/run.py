@@ -74,6 +74,8 @@ class RunOptions:
 
     apply: bool = False
     resume: bool = False
+    #: With resume: copies that failed for good are sent again (after the cause was fixed).
+    retry_failed: bool = False
     #: Messages per second (token bucket); halved on throttling, never above this.
     rate: float = DEFAULT_RATE
     concurrency: int = DEFAULT_CONCURRENCY
@@ -166,6 +168,8 @@ def run_plan(
     path = jn.journal_path(plan_path)
     if not options.apply:
         return _dry_run(plan, plan_path, options, path)
+    if options.retry_failed and not options.resume:
+        raise ReplayError("--retry-failed finishes an earlier run", str(path), "Add --resume")
     if path.exists() and not options.resume:
         raise ReplayError(
             "this plan already has a journal",
@@ -179,6 +183,10 @@ def run_plan(
         notify(f"Replaying plan {plan.plan_id} to account {account} in region {aws.region}.")
         if interrupted:
             notify(f"{len(interrupted)} copies were in flight when the last run stopped: sending them again.")
+        if options.retry_failed:
+            failed = [key for key, copy in journal.state.copies.items() if copy.state == jn.FAILED]
+            journal.mark(failed, jn.PENDING)
+            notify(f"{len(failed)} failed copies go back to pending (--retry-failed).")
         engine = _Engine(plan, journal, options, progress)
         try:
             engine.send(_work(plan, journal, options, aws, sender_for))
@@ -692,7 +700,8 @@ def _dry_run(plan: Plan, plan_path: Path, options: RunOptions, path: Path) -> Ru
     done: set[str] = set()
     if path.exists():
         state = jn.read_journal(path)
-        done = {k for k, c in state.copies.items() if c.state in jn.FINAL}
+        final = tuple(s for s in jn.FINAL if not (options.retry_failed and s == jn.FAILED))
+        done = {k for k, c in state.copies.items() if c.state in final}
     entries = {e.entry_id: e for e in plan.entries}
     targets: dict[str, TargetSummary] = {}
     for copy in copies:
