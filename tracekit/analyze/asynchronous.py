@@ -100,10 +100,8 @@ async_invocations AS NOT MATERIALIZED (
 numbered AS (
     SELECT *, row_number() OVER w AS number, lag(end_time) OVER w AS previous_end
     FROM async_invocations WHERE request_id IN (SELECT request_id FROM retried)
-    -- Duplicate deliveries of one request id can start in the same millisecond in two environments:
-    -- the one that ended first counts first, so the numbering never depends on stream names (and a
-    -- sort key of fixed width costs less than the stream name did).
-    WINDOW w AS (PARTITION BY request_id ORDER BY start_time NULLS LAST, end_time NULLS LAST, attempt)
+    -- `attempt` (the store's numbering: start, then end, then stream) orders them; one integer key.
+    WINDOW w AS (PARTITION BY request_id ORDER BY attempt)
 ),
 single AS (
     SELECT *, 1 AS number, NULL::TIMESTAMP AS previous_end

@@ -163,7 +163,9 @@ def _latest_attempts_sql(scan: str) -> str:
     64-bit hash, a far smaller hash table than the strings: a collision only sends a request id seen
     once through the window, which numbers it 1 all the same.
     """
-    order = "start_time NULLS LAST, log_stream, end_time"
+    # Duplicate deliveries of one request id can start in the same millisecond in two environments:
+    # the one that ended first is the earlier attempt; the stream name only breaks a complete tie.
+    order = "start_time NULLS LAST, end_time NULLS LAST, log_stream"
     return f"""
 WITH latest AS (SELECT stream_key, max(batch) AS batch FROM {scan} GROUP BY stream_key),
 kept AS (
