@@ -17,7 +17,7 @@ import typer
 from tracekit import __version__, jsonio
 from tracekit.analyze.lookup import Outcome
 from tracekit.errors import TracekitError
-from tracekit.render import Format
+from tracekit.render import Format, counted
 
 if TYPE_CHECKING:
     from tracekit.analyze.audit import AuditReport
@@ -1059,7 +1059,7 @@ def replay_plan(
             plan = make_plan(st, settings, request, lambda: plan_aws(region, profile))
         save_plan(plan, output)
     print_rows(["target", "entries"], list(entries_per_target(plan.entries).items()), fmt)
-    entries = f"{len(plan.entries)} {'entry' if len(plan.entries) == 1 else 'entries'}"
+    entries = counted(len(plan.entries), "entry", "entries")
     typer.echo(f"{entries} → {output} (plan {plan.plan_id})", err=True)
     for item in plan.unavailable:
         what = item.get("event_id") or item.get("source")

@@ -30,6 +30,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """`n` and the word for that many: "1 copy", "2 copies" (plural defaults to word + "s")."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 def rows_to_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A JSON array with one object per row."""
     return jsonio.dumps([{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows])

@@ -48,6 +48,7 @@ from typing import Any
 import duckdb
 
 from tracekit.analyze.keys import ANY_FUNCTION, Config, ConfigError
+from tracekit.render import counted
 from tracekit.store.schema import ANALYSIS_SCHEMAS, SCHEMAS, empty_select
 
 
@@ -527,10 +528,6 @@ def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _timeout(p: Profile) -> Known | None:
     if "timeout_s" in p.configured:
         return p.configured["timeout_s"]
@@ -538,7 +535,7 @@ def _timeout(p: Profile) -> Known | None:
         return None
     seconds, count = p.observed.timeout
     return Known(
-        seconds, f"timeout {_seconds(seconds)} ({_plural(count, 'timed-out invocation')})", Basis.OBSERVED
+        seconds, f"timeout {_seconds(seconds)} ({counted(count, 'timed-out invocation')})", Basis.OBSERVED
     )
 
 
@@ -550,11 +547,11 @@ def _failure_sink(p: Profile, setting: str) -> Known | None:
     if setting == "on_failure" and p.observed.failure_records:
         records, via = p.observed.failure_records
         where = f" via {via}" if via and via != "raw" else ""
-        return Known(True, f"{_plural(records, 'on-failure record')} in the store{where}", Basis.OBSERVED)
+        return Known(True, f"{counted(records, 'on-failure record')} in the store{where}", Basis.OBSERVED)
     if setting == "dlq" and "async" in p.observed.dead_letters:
         messages, queue, _ = p.observed.dead_letters["async"]
         where = f" ({queue})" if queue else ""
-        return Known(True, f"{_plural(messages, 'message')} in its DLQ{where}", Basis.OBSERVED)
+        return Known(True, f"{counted(messages, 'message')} in its DLQ{where}", Basis.OBSERVED)
     return None
 
 
@@ -562,7 +559,7 @@ def _dropped(p: Profile, source: str, item: str) -> Known | None:
     dropped = p.observed.dropped.get(source, 0)
     if not dropped:
         return None
-    return Known(None, f"{_plural(dropped, item)} ended dropped, held by nothing", Basis.OBSERVED)
+    return Known(None, f"{counted(dropped, item)} ended dropped, held by nothing", Basis.OBSERVED)
 
 
 def _batch_size(p: Profile, source: str) -> Known:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from tracekit.analyze.keys import Config, create_function_settings, load_config, with_business_key
 from tracekit.analyze.replays import mark_replays
 from tracekit.errors import TracekitError, first_line
+from tracekit.render import counted
 from tracekit.store.catalog import BUILD_MEMORY_LIMIT, Generation, Store, sql_str
 from tracekit.store.schema import ANALYSIS_SCHEMAS, duckdb_type, empty_select
 
@@ -146,8 +147,8 @@ def stale_reason(store: Store, config: Config | None = None) -> str | None:
     now = set(store.ingest_batches())
     if now != built:
         added, gone = len(now - built), len(built - now)
-        parts = [f"{added} new ingest batch{'es' if added != 1 else ''}"] if added else []
-        parts += [f"{gone} ingest batch{'es' if gone != 1 else ''} gone"] if gone else []
+        parts = [counted(added, "new ingest batch", "new ingest batches")] if added else []
+        parts += [counted(gone, "ingest batch", "ingest batches") + " gone"] if gone else []
         return ", ".join(parts) + " since the last analysis"
     if config is not None and config.path is not None and current.get("config_digest") != config.digest():
         return "business keys or settings changed since the last analysis"

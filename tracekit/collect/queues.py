@@ -46,6 +46,7 @@ from tracekit.aws import Aws, resend_failed
 from tracekit.collect.live import CollectError, CollectReport
 from tracekit.collect.progress import Meter
 from tracekit.collect.spool import Spool, collect_key
+from tracekit.render import counted
 from tracekit.store import Store
 
 ROLES = ("dlq", "destination")
@@ -508,7 +509,7 @@ class _Reader:
 
 
 def _messages(n: int) -> str:
-    return f"{n} message" if n == 1 else f"{n} messages"
+    return counted(n, "message")
 
 
 def _page(messages: list[dict[str, Any]]) -> bytes:

@@ -37,6 +37,7 @@ from botocore.exceptions import ClientError
 
 from tracekit import jsonio
 from tracekit.errors import TracekitError, first_line
+from tracekit.render import counted
 from tracekit.replay import journal as jn
 from tracekit.replay.faults import Copy, parse_faults, schedule
 from tracekit.replay.model import Entry, Plan, SourceKind, Target, load_plan
@@ -794,10 +795,6 @@ def _save_report(report: RunReport, plan_path: Path) -> None:
     tmp.replace(path)
 
 
-def _copy_word(n: int) -> str:
-    return "copy" if n == 1 else "copies"
-
-
 def iter_lines(report: RunReport) -> Iterator[str]:
     """The report as the lines the command prints (table format)."""
     if report.dry_run:
@@ -805,12 +802,12 @@ def iter_lines(report: RunReport) -> Iterator[str]:
         if report.events_first_seen:
             yield f"  events first seen {report.events_first_seen}, last seen {report.events_last_seen}"
         for target in report.targets:
-            yield f"  {target.copies} {_copy_word(target.copies)} -> {target.target}"
+            yield f"  {counted(target.copies, 'copy', 'copies')} -> {target.target}"
             for first in target.first:
                 yield f"      {first}"
         if report.counts.get("already_final"):
-            final = report.counts["already_final"]
-            yield f"  {final} {_copy_word(final)} already final in {report.journal_path}"
+            final = counted(report.counts["already_final"], "copy", "copies")
+            yield f"  {final} already final in {report.journal_path}"
         if "dead_letters_to_delete" in report.counts:
             deletes = report.counts["dead_letters_to_delete"]
             yield f"  {deletes} dead letters to delete from their DLQs once confirmed"
@@ -825,7 +822,7 @@ def iter_lines(report: RunReport) -> Iterator[str]:
         yield f"  events first seen {report.events_first_seen}, last seen {report.events_last_seen}"
     yield f"  sent from {report.first_send or '-'} to {report.last_send or '-'}"
     yield (
-        f"  {report.calls} call{'' if report.calls == 1 else 's'}, "
+        f"  {counted(report.calls, 'call')}, "
         f"{report.rate_achieved:g} msg/s achieved of {report.rate_requested:g} "
         f"requested, {report.throttled} throttled"
     )
