@@ -701,8 +701,8 @@ def _dry_run(plan: Plan, plan_path: Path, options: RunOptions, path: Path) -> Ru
     done: set[str] = set()
     if path.exists():
         state = jn.read_journal(path)
-        final = tuple(s for s in jn.FINAL if not (options.retry_failed and s == jn.FAILED))
-        done = {k for k, c in state.copies.items() if c.state in final}
+        resent = {jn.FAILED} if options.retry_failed else set()
+        done = {k for k, c in state.copies.items() if c.state in jn.FINAL and c.state not in resent}
     entries = {e.entry_id: e for e in plan.entries}
     targets: dict[str, TargetSummary] = {}
     for copy in copies:
