@@ -49,8 +49,8 @@ from typing import Any
 import duckdb
 
 from tracekit import jsonio
-from tracekit.collect.invocations import STREAM_KEY
 from tracekit.store.catalog import sql_str
+from tracekit.store.schema import STREAM_KEY
 
 # A cheap filter before parsing: a line of interest starts as JSON (`{`), a Python logging line (`[`)
 # or a Node line (a digit), is not one of the platform's JSON records, and contains one of these

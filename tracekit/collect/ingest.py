@@ -43,7 +43,7 @@ from tracekit.errors import TracekitError, first_line
 from tracekit.model import COUNT_KEYS
 from tracekit.store import Batch, Store
 from tracekit.store.catalog import file_list, sql_str
-from tracekit.store.schema import SCHEMAS
+from tracekit.store.schema import SCHEMAS, STREAM_KEY
 
 HEAD_BYTES = 1 << 20
 # CloudWatch Logs puts this object (aws-logs-write-test) beside every export; it holds no events.
@@ -311,7 +311,7 @@ class Ingestor:
         """Re-derive the invocations of every log stream this batch added events to."""
         new_path = str(batch.store.root / batch.files["log_events"])
         existing = self._existing("log_events")
-        stream = invocations.STREAM_KEY
+        stream = STREAM_KEY
         keys = f"(SELECT DISTINCT {stream} FROM read_parquet({sql_str(new_path)}))"
         if existing:
             files = file_list([*existing, new_path])

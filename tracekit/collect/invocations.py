@@ -22,12 +22,7 @@ from __future__ import annotations
 
 import duckdb
 
-# A log stream's two parts over log_events rows: group and stream, or the file for logs that name
-# no stream (plain text). Invocations carry them joined as stream_key; ingest finds the streams a
-# batch touched with STREAM_KEY, so both must be built from these same expressions.
-STREAM_GROUP = "coalesce(log_group, '')"
-STREAM_NAME = "coalesce(log_stream, 'file:' || source)"
-STREAM_KEY = f"{STREAM_GROUP} || chr(31) || {STREAM_NAME}"
+from tracekit.store.schema import STREAM_GROUP, STREAM_NAME
 
 # Classify each event and pull out the fields later steps need. Only events that can matter to an
 # invocation survive this step.

@@ -15,6 +15,14 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 
+# A log stream's two parts over log_events rows: group and stream, or the file for logs that name
+# no stream (plain text). Invocations carry them joined as stream_key; ingest finds the streams a
+# batch touched, and the analyzer joins log lines to invocations, with STREAM_KEY, so all must be
+# built from these same expressions.
+STREAM_GROUP = "coalesce(log_group, '')"
+STREAM_NAME = "coalesce(log_stream, 'file:' || source)"
+STREAM_KEY = f"{STREAM_GROUP} || chr(31) || {STREAM_NAME}"
+
 TS = pa.timestamp("us")
 STR = pa.string()
 I64 = pa.int64()
