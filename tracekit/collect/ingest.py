@@ -122,7 +122,7 @@ class Ingestor:
             config={
                 "memory_limit": "1GB",
                 "temp_directory": str(store.root / "_tmp"),
-                "preserve_insertion_order": True,
+                "preserve_insertion_order": False,
             }
         )
         self.con.execute("SET enable_progress_bar = false")

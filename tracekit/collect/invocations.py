@@ -25,15 +25,16 @@ import duckdb
 from tracekit.store.schema import STREAM_GROUP, STREAM_NAME
 
 # Classify each event and pull out the fields later steps need. Only events that can matter to an
-# invocation survive this step.
+# invocation survive this step. Events carry their stream's number (tk_streams), not its two names.
 CLASSIFY = r"""
 WITH base AS (
-    SELECT {stream_group} AS sg, {stream_name} AS ss,
-        log_group, log_stream, "timestamp" AS ts, seq, time_ordered,
+    SELECT st.sid, "timestamp" AS ts, seq, time_ordered,
         -- The Python runtime writing to stdout joins the warning and its text error record with \r
         -- in one event: read that event from its [ERROR] record on.
-        CASE WHEN starts_with(message, 'LAMBDA_WARNING') AND regexp_matches(message, '[\r\n]\[ERROR\] ')
-             THEN regexp_replace(message, '^LAMBDA_WARNING[^\r\n]*[\r\n]+', '')
+        -- (Nested CASE, not AND: a projected AND runs the regex on every row.)
+        CASE WHEN starts_with(message, 'LAMBDA_WARNING')
+             THEN CASE WHEN regexp_matches(message, '[\r\n]\[ERROR\] ')
+                       THEN regexp_replace(message, '^LAMBDA_WARNING[^\r\n]*[\r\n]+', '') ELSE message END
              ELSE message END AS message,
         CASE
             WHEN starts_with(message, 'START RequestId: ') THEN 'start'
@@ -52,7 +53,7 @@ WITH base AS (
             WHEN regexp_matches(message, '^\d{4}-\d\d-\d\dT[0-9:.]+Z[\t ]') THEN 'ts_line'
             WHEN starts_with(message, 'Critical exception from handler') THEN 'ruby_error'
         END AS kind0
-    FROM {source}
+    FROM {source} e JOIN tk_streams st ON st.sg = {stream_group} AND st.ss = {stream_name}
 ),
 j0 AS (
     SELECT *,
@@ -108,7 +109,7 @@ c AS (
         END AS kind
     FROM k
 )
-SELECT sg, ss, log_group, log_stream, ts, seq, time_ordered, kind,
+SELECT sid, ts, seq, time_ordered, kind,
     -- Keep the text only where a later step reads it: the helper tables stay narrow.
     CASE WHEN kind NOT IN ('app', 'end') THEN message END AS message,
     CASE WHEN kind <> 'app' OR contains(js, 'xray_trace_id') THEN js END AS js,
@@ -140,11 +141,21 @@ SELECT *,
 FROM ({classified})
 """
 
+# The log streams of the input, numbered: events carry the number, not the two names, so the
+# tables that group them stay narrow.
+STREAMS = r"""
+CREATE OR REPLACE TEMP TABLE tk_streams AS
+SELECT row_number() OVER () AS sid, *
+FROM (
+    SELECT {stream_group} AS sg, {stream_name} AS ss, any_value(log_group) AS lg, any_value(log_stream) AS ls
+    FROM {source} GROUP BY ALL
+)
+"""
+
 # Group the events into attempts and aggregate each attempt's evidence.
 # What each attempt keeps of its events.
 ATTEMPT_COLUMNS = r"""
     min(ord) AS first_ord, max(ord) AS last_ord,
-    any_value(log_group) AS log_group, any_value(log_stream) AS log_stream,
     min(ts) FILTER (WHERE kind = 'start') AS start_ts,
     max(ts) FILTER (WHERE kind = 'report') AS report_ts,
     max(ts) FILTER (WHERE kind = 'end') AS end_ts,
@@ -174,24 +185,24 @@ ATTEMPT_COLUMNS = r"""
 # go through the window that splits them at each START and after each REPORT.
 ATTEMPTS = r"""
 CREATE OR REPLACE TEMP TABLE tk_by_rid AS
-SELECT sg, ss, rid, 1 AS grp, count(*) FILTER (WHERE kind = 'start') AS n_start,
+SELECT sid, rid, 1 AS grp, count(*) FILTER (WHERE kind = 'start') AS n_start,
     count(*) FILTER (WHERE kind = 'report') AS n_report, {cols}
-FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY sg, ss, rid;
+FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY sid, rid;
 
 CREATE OR REPLACE TEMP TABLE tk_attempts AS
 SELECT * EXCLUDE (n_start, n_report) FROM tk_by_rid WHERE n_start <= 1 AND n_report <= 1
 UNION ALL BY NAME
-SELECT sg, ss, rid, grp, {cols}
+SELECT sid, rid, grp, {cols}
 FROM (
     SELECT *, sum(CASE WHEN kind = 'start' OR prev_kind = 'report' OR prev_kind IS NULL THEN 1 ELSE 0 END)
-            OVER (PARTITION BY sg, ss, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
+            OVER (PARTITION BY sid, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
     FROM (
-        SELECT o.*, lag(kind) OVER (PARTITION BY sg, ss, rid ORDER BY ord) AS prev_kind
-        FROM tk_ordered o SEMI JOIN (SELECT sg, ss, rid FROM tk_by_rid WHERE n_start > 1 OR n_report > 1) m
-            ON o.sg = m.sg AND o.ss = m.ss AND o.rid = m.rid
+        SELECT o.*, lag(kind) OVER (PARTITION BY sid, rid ORDER BY ord) AS prev_kind
+        FROM tk_ordered o SEMI JOIN (SELECT sid, rid FROM tk_by_rid WHERE n_start > 1 OR n_report > 1) m
+            ON o.sid = m.sid AND o.rid = m.rid
     )
 )
-GROUP BY sg, ss, rid, grp;
+GROUP BY sid, rid, grp;
 """.replace("{cols}", ATTEMPT_COLUMNS.strip())
 
 # Stream-scoped evidence (no request id): attach to the attempt in progress, else the next one.
@@ -204,18 +215,18 @@ WITH ev AS (
 ),
 prev AS (
     SELECT ev.*, a.first_ord AS prev_first, a.last_ord AS prev_last
-    FROM ev ASOF LEFT JOIN tk_attempts a ON ev.sg = a.sg AND ev.ss = a.ss AND ev.ord >= a.first_ord
+    FROM ev ASOF LEFT JOIN tk_attempts a ON ev.sid = a.sid AND ev.ord >= a.first_ord
 ),
 nxt AS (
     SELECT p.*, n.first_ord AS next_first
-    FROM prev p ASOF LEFT JOIN tk_attempts n ON p.sg = n.sg AND p.ss = n.ss AND p.ord < n.first_ord
+    FROM prev p ASOF LEFT JOIN tk_attempts n ON p.sid = n.sid AND p.ord < n.first_ord
 )
 SELECT *, CASE WHEN prev_first IS NOT NULL AND prev_last >= ord AND kind <> 'init_start' THEN prev_first
                ELSE next_first END AS attempt_first
 FROM nxt;
 
 CREATE OR REPLACE TEMP TABLE tk_scoped_by_attempt AS
-SELECT sg, ss, attempt_first,
+SELECT sid, attempt_first,
     bool_or(kind = 'init_start') AS saw_init_start,
     any_value(message) FILTER (WHERE kind = 'init_report' AND jtype IS NULL
         AND regexp_matches(message, 'Status: (error|timeout|failure)')) AS init_fail_text,
@@ -230,18 +241,19 @@ SELECT sg, ss, attempt_first,
     arg_min(message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_text,
     arg_min(j_error_type, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_type,
     arg_min(j_error_message, ord) FILTER (WHERE kind = 'rt_error') AS scoped_err_message
-FROM tk_scoped WHERE attempt_first IS NOT NULL GROUP BY sg, ss, attempt_first;
+FROM tk_scoped WHERE attempt_first IS NOT NULL GROUP BY sid, attempt_first;
 """
 
 # Pick the runtime error record of each attempt (its first one) and compute the final row.
 FINAL = r"""
 WITH stream_fn AS (
-    SELECT sg, ss, any_value(coalesce(json_extract_string(js, '$.record.functionName'),
+    SELECT sid, any_value(coalesce(json_extract_string(js, '$.record.functionName'),
         split_part(json_extract_string(js, '$.record.functionArn'), ':', 7))) AS fn
-    FROM tk_ordered WHERE jtype IN ('platform.initStart', 'platform.start') GROUP BY sg, ss
+    FROM tk_ordered WHERE jtype IN ('platform.initStart', 'platform.start') GROUP BY sid
 ),
 f AS (
-    SELECT a.*, s.* EXCLUDE (sg, ss), sf.fn AS stream_function,
+    SELECT a.*, s.* EXCLUDE (sid), st.sg, st.ss, st.lg AS log_group, st.ls AS log_stream,
+        sf.fn AS stream_function,
         coalesce(a.rid_err_text, s.scoped_err_text) AS err_text,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_type ELSE s.scoped_err_type END AS j_error_type,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_message ELSE s.scoped_err_message END AS j_error_message,
@@ -272,8 +284,9 @@ f AS (
         json_extract_string(report_json, '$.record.errorType') AS j_report_error_type,
         coalesce(json_extract_string(report_json, '$.record.tracing.value'), trace_header) AS j_trace_header
     FROM tk_attempts a
-    LEFT JOIN tk_scoped_by_attempt s ON s.sg = a.sg AND s.ss = a.ss AND s.attempt_first = a.first_ord
-    LEFT JOIN stream_fn sf ON sf.sg = a.sg AND sf.ss = a.ss
+    JOIN tk_streams st ON st.sid = a.sid
+    LEFT JOIN tk_scoped_by_attempt s ON s.sid = a.sid AND s.attempt_first = a.first_ord
+    LEFT JOIN stream_fn sf ON sf.sid = a.sid
 ),
 g AS (
     SELECT *,
@@ -367,18 +380,22 @@ def derive(con: duckdb.DuckDBPyConnection, source_sql: str, batch: int) -> str:
 
     Args:
         con: a DuckDB connection; temporary tables named `tk_*` are created on it.
-        source_sql: a parenthesised SELECT (or table name) yielding log_events rows.
+        source_sql: a parenthesised SELECT (or table function) yielding log_events rows.
         batch: the batch number stamped on every row.
     """
-    execute = con.execute
-    classified = (
-        CLASSIFY.replace("{source}", source_sql)
-        .replace("{stream_group}", STREAM_GROUP)
-        .replace("{stream_name}", STREAM_NAME)
-    )
-    execute(f"CREATE OR REPLACE TEMP TABLE tk_ordered AS {ORDERED.replace('{classified}', classified)}")
+
+    def bind(sql: str) -> str:
+        return (
+            sql.replace("{source}", source_sql)
+            .replace("{stream_group}", STREAM_GROUP)
+            .replace("{stream_name}", STREAM_NAME)
+        )
+
+    con.execute(bind(STREAMS))
+    classified = bind(CLASSIFY)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tk_ordered AS {ORDERED.replace('{classified}', classified)}")
     for sql in (ATTEMPTS, SCOPED):
         for statement in sql.split(";"):
             if statement.strip():
-                execute(statement)
+                con.execute(statement)
     return FINAL.replace("{batch}", str(int(batch)))
