@@ -111,7 +111,9 @@ c AS (
 )
 SELECT sid, ts, seq, time_ordered, kind,
     -- Keep the text only where a later step reads it: the helper tables stay narrow.
-    CASE WHEN kind NOT IN ('app', 'end') THEN message END AS message,
+    CASE WHEN kind NOT IN ('app', 'end', 'start') THEN message END AS message,
+    CASE WHEN kind = 'start' THEN nullif(regexp_extract(message, '^START RequestId: \S+ Version: (\S+)', 1), '') END
+        AS start_version,
     CASE WHEN kind <> 'app' OR contains(js, 'xray_trace_id') THEN js END AS js,
     jtype,
     CASE
@@ -162,7 +164,7 @@ ATTEMPT_COLUMNS = r"""
     min(ts) AS first_ts,
     bool_or(kind = 'start') AS has_start,
     bool_or(kind = 'report') AS has_report,
-    any_value(message) FILTER (WHERE kind = 'start') AS start_text,
+    any_value(start_version) AS start_version,
     any_value(js) FILTER (WHERE kind = 'start') AS start_json,
     any_value(message) FILTER (WHERE kind = 'report' AND jtype IS NULL) AS report_text,
     any_value(js) FILTER (WHERE kind = 'report' AND jtype IS NOT NULL) AS report_json,
@@ -184,25 +186,27 @@ ATTEMPT_COLUMNS = r"""
 # attempt, a plain hash aggregate. Only request ids with several (async retries reusing the id)
 # go through the window that splits them at each START and after each REPORT.
 ATTEMPTS = r"""
-CREATE OR REPLACE TEMP TABLE tk_by_rid AS
+CREATE OR REPLACE TEMP TABLE tk_attempts AS
 SELECT sid, rid, 1 AS grp, count(*) FILTER (WHERE kind = 'start') AS n_start,
     count(*) FILTER (WHERE kind = 'report') AS n_report, {cols}
 FROM tk_ordered WHERE rid IS NOT NULL AND rid <> '' GROUP BY sid, rid;
 
-CREATE OR REPLACE TEMP TABLE tk_attempts AS
-SELECT * EXCLUDE (n_start, n_report) FROM tk_by_rid WHERE n_start <= 1 AND n_report <= 1
-UNION ALL BY NAME
+CREATE OR REPLACE TEMP TABLE tk_split AS
 SELECT sid, rid, grp, {cols}
 FROM (
     SELECT *, sum(CASE WHEN kind = 'start' OR prev_kind = 'report' OR prev_kind IS NULL THEN 1 ELSE 0 END)
             OVER (PARTITION BY sid, rid ORDER BY ord ROWS UNBOUNDED PRECEDING) AS grp
     FROM (
         SELECT o.*, lag(kind) OVER (PARTITION BY sid, rid ORDER BY ord) AS prev_kind
-        FROM tk_ordered o SEMI JOIN (SELECT sid, rid FROM tk_by_rid WHERE n_start > 1 OR n_report > 1) m
+        FROM tk_ordered o SEMI JOIN (SELECT sid, rid FROM tk_attempts WHERE n_start > 1 OR n_report > 1) m
             ON o.sid = m.sid AND o.rid = m.rid
     )
 )
 GROUP BY sid, rid, grp;
+
+-- Replace the few merged rows in place rather than copying every attempt into a new table.
+DELETE FROM tk_attempts WHERE n_start > 1 OR n_report > 1;
+INSERT INTO tk_attempts BY NAME SELECT * FROM tk_split;
 """.replace("{cols}", ATTEMPT_COLUMNS.strip())
 
 # Stream-scoped evidence (no request id): attach to the attempt in progress, else the next one.
@@ -257,8 +261,7 @@ f AS (
         coalesce(a.rid_err_text, s.scoped_err_text) AS err_text,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_type ELSE s.scoped_err_type END AS j_error_type,
         CASE WHEN a.rid_err_text IS NOT NULL THEN a.rid_err_message ELSE s.scoped_err_message END AS j_error_message,
-        coalesce(nullif(regexp_extract(start_text, '^START RequestId: \S+ Version: (\S+)', 1), ''),
-                 json_extract_string(start_json, '$.record.version')) AS version,
+        coalesce(start_version, json_extract_string(start_json, '$.record.version')) AS version,
         json_extract_string(start_json, '$.record.functionArn') AS function_arn,
         json_extract_string(trace_json, '$.record.tracing.value') AS trace_header,
         json_extract_string(app_json, '$.xray_trace_id') AS app_trace_id,
