@@ -5,8 +5,10 @@ Run by hand, not by pytest:
     .venv/bin/python tests/bench/ingest.py [--invocations N] [--keep DIR] [--runs R]
 
 It generates N synthetic Lambda invocations as `aws logs filter-log-events` NDJSON (cached by N),
-times a bare DuckDB `read_json` load of that file, times `tracekit.collect.ingest.ingest_paths` on
-the same file in a child process (so the peak RSS is the child's own), and prints one table.
+times a bare DuckDB `read_json` load of that file (the judged baseline) and DuckDB streaming it
+straight into Parquet (the floor for keeping a durable copy; shown, not judged), times
+`tracekit.collect.ingest.ingest_paths` on the same file in a child process (so the peak RSS is the
+child's own), and prints one table.
 """
 
 from __future__ import annotations
