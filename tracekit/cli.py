@@ -103,6 +103,7 @@ def ingest(
         ),
     ] = None,
     fmt: FormatOption = Format.TABLE,
+    quiet: QuietOption = False,
 ) -> None:
     """Read Lambda failure artifacts into the store: logs, destination records, dead letters.
 
@@ -113,12 +114,16 @@ def ingest(
              tracekit ingest dlq.json --queue orders-dlq
     """
     from tracekit.collect.ingest import ingest_paths
+    from tracekit.collect.progress import Meter
     from tracekit.render import print_counts
     from tracekit.store import Store
 
     with user_errors():
-        with Store.open(store, create=True) as st:
-            report = ingest_paths(st, list(paths), log_group=log_group, queue=queue)
+        with (
+            Store.open(store, create=True) as st,
+            Meter("ingest", "files", enabled=not quiet, pages=False) as meter,
+        ):
+            report = ingest_paths(st, list(paths), log_group=log_group, queue=queue, meter=meter)
         print_counts(report.counts, fmt, title=f"rows added to {st.root}")
         if report.counts.get("quarantined"):
             typer.echo(

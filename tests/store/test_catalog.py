@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tracekit.collect.ingest import ingest_paths
+from tracekit.collect.progress import Meter
 from tracekit.errors import StoreError
 from tracekit.store import Store
 
@@ -413,3 +414,27 @@ def test_small_files_share_one_batch_that_names_every_input(store: Store, tmp_pa
     markers = sorted((store.root / "_batches").glob("*.json"))
     assert len(markers) == 1
     assert sorted(json.loads(markers[0].read_text())["inputs"]) == sorted(str(p) for p in inputs)
+
+
+def test_ingest_counts_each_file_on_its_meter_as_it_goes(store: Store, tmp_path: Path) -> None:
+    """The progress line names the file being read and counts the files done, small ones included."""
+    inputs = [write_dlq(tmp_path / f"dlq-{i}.json", DLQ_A) for i in range(3)]
+    inputs.append(write_log_ndjson(tmp_path / "w.ndjson"))
+    seen: list[tuple[str, int]] = []
+
+    class Recording(Meter):
+        def note(self, description: str) -> None:
+            seen.append((description, self.items))
+            super().note(description)
+
+    meter = Recording("ingest", "files", enabled=False, pages=False)
+    ingest_paths(store, [tmp_path], meter=meter)
+
+    # expand() sorts a directory's files by path: dlq-0, dlq-1, dlq-2, then w.ndjson.
+    assert seen == [
+        ("dlq-0.json (1 of 4)", 0),
+        ("dlq-1.json (2 of 4)", 1),
+        ("dlq-2.json (3 of 4)", 2),
+        ("w.ndjson (4 of 4)", 3),
+    ]
+    assert meter.items == 4

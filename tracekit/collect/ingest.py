@@ -30,6 +30,7 @@ from tracekit.collect.logs import (
     parse_plain_text,
     parse_s3_export,
 )
+from tracekit.collect.progress import Meter
 from tracekit.collect.records import md5
 from tracekit.collect.sources import (
     GZIP_MAGIC,
@@ -353,6 +354,7 @@ def ingest_paths(
     *,
     log_group: str | None = None,
     queue: str | None = None,
+    meter: Meter | None = None,
 ) -> IngestReport:
     """Ingest every file under `paths` into `store`.
 
@@ -361,6 +363,7 @@ def ingest_paths(
         paths: files or directories (recursed); plain or gzip.
         log_group: the log group of log files that do not name one themselves.
         queue: the queue that `aws sqs receive-message` output in `paths` was read from.
+        meter: counts the files done and names the one being read.
 
     Returns:
         The rows added per table and how many inputs were quarantined.
@@ -371,11 +374,14 @@ def ingest_paths(
     """
     files = expand(paths, skip=store.root)
     report = IngestReport()
+    meter = meter or Meter("", enabled=False)
     with store.writing():
         ingestor = Ingestor(store, log_group=log_group, queue=queue)
         try:
-            for path in files:
+            for n, path in enumerate(files, 1):
+                meter.note(f"{path.name} ({n} of {len(files)})")
                 ingestor.ingest_file(path, report)
+                meter.advance(items=1)
             ingestor.flush(report)
         finally:
             ingestor.close()

@@ -1,11 +1,12 @@
-"""A progress line on stderr for collectors: items fetched, pages (API calls) and the rate.
+"""A progress line on stderr for collectors and ingest: items done, pages (API calls) and the rate.
 
-It appears only once the work has taken more than a second, so quick commands stay quiet.
+It appears only once the work has taken more than a second, so quick commands stay quiet; a timer
+shows it then even while one long step (a slow API call, a big file) is still running.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from types import TracebackType
 
 from rich.console import Console
@@ -24,64 +25,83 @@ SHOW_AFTER_S = 1.0
 
 
 class _Counts(ProgressColumn):
-    def __init__(self, unit: str) -> None:
+    def __init__(self, unit: str, pages: bool) -> None:
         super().__init__()
         self.unit = unit
+        self.pages = pages
 
     def render(self, task: Task) -> Text:
         rate = task.completed / task.elapsed if task.elapsed else 0.0
-        pages = int(task.fields.get("pages", 0))
-        return Text(f"{int(task.completed):,} {self.unit}, {pages:,} pages, {rate:,.0f} {self.unit}/s")
+        pages = f", {int(task.fields.get('pages', 0)):,} pages" if self.pages else ""
+        return Text(f"{int(task.completed):,} {self.unit}{pages}, {rate:,.0f} {self.unit}/s")
 
 
 class Meter:
     """Counts what one collector fetched; use as a context manager around the fetching."""
 
-    def __init__(self, description: str, unit: str = "events", *, enabled: bool = True) -> None:
+    def __init__(
+        self, description: str, unit: str = "events", *, enabled: bool = True, pages: bool = True
+    ) -> None:
         self.description = description
         self.items = 0
         self.pages = 0
         self._enabled = enabled
-        self._started = time.monotonic()
+        self._show_pages = pages
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._unit = unit
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def __enter__(self) -> Meter:
-        self._started = time.monotonic()
+        if self._enabled:
+            self._timer = threading.Timer(SHOW_AFTER_S, self._show)
+            self._timer.daemon = True
+            self._timer.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
 
     def advance(self, items: int = 0, pages: int = 0) -> None:
-        """Add what one more page brought."""
+        """Add what one more page (or file) brought."""
         self.items += items
         self.pages += pages
-        if self._progress is None:
-            if not self._enabled or time.monotonic() - self._started < SHOW_AFTER_S:
-                return
-            self._show()
-        assert self._progress is not None and self._task is not None
-        self._progress.update(self._task, completed=self.items, pages=self.pages)
+        self._update()
 
     def note(self, description: str) -> None:
-        """Change what the line says is being fetched."""
+        """Change what the line says is being worked on."""
         self.description = description
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=description)
+        self._update()
+
+    def _update(self) -> None:
+        with self._lock:
+            if self._progress is not None and self._task is not None:
+                self._progress.update(
+                    self._task, description=self.description, completed=self.items, pages=self.pages
+                )
 
     def _show(self) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            _Counts(self._unit),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(self.description, total=None, pages=self.pages)
+        with self._lock:
+            if self._closed:
+                return
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                _Counts(self._unit, self._show_pages),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                self.description, total=None, completed=self.items, pages=self.pages
+            )
