@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -46,3 +47,18 @@ def test_a_disabled_meter_counts_but_never_shows(monkeypatch: pytest.MonkeyPatch
         time.sleep(0.05)
         assert meter._progress is None
     assert (meter.items, meter.pages) == (10, 1)
+
+
+@pytest.mark.parametrize(
+    ("unit", "done", "pages", "expected"),
+    [
+        ("files", 1, None, "1 file, "),
+        ("files", 2, None, "2 files, "),
+        ("events", 1, 1, "1 event, 1 page, "),
+        ("events", 12_500, 3, "12,500 events, 3 pages, "),
+    ],
+)
+def test_counts_read_as_english(unit: str, done: int, pages: int | None, expected: str) -> None:
+    column = progress._Counts(unit, pages is not None)
+    task = SimpleNamespace(completed=done, elapsed=None, fields={"pages": pages or 0})
+    assert str(column.render(task)).startswith(expected)  # type: ignore[arg-type]

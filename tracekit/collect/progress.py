@@ -32,8 +32,12 @@ class _Counts(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         rate = task.completed / task.elapsed if task.elapsed else 0.0
-        pages = f", {int(task.fields.get('pages', 0)):,} pages" if self.pages else ""
-        return Text(f"{int(task.completed):,} {self.unit}{pages}, {rate:,.0f} {self.unit}/s")
+        pages = int(task.fields.get("pages", 0))
+        pages_text = f", {pages:,} page{'' if pages == 1 else 's'}" if self.pages else ""
+        done = int(task.completed)
+        # Units are plural nouns (events, messages, files): one of them drops the s.
+        unit = self.unit[:-1] if done == 1 and self.unit.endswith("s") else self.unit
+        return Text(f"{done:,} {unit}{pages_text}, {rate:,.0f} {self.unit}/s")
 
 
 class Meter:
