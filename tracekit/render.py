@@ -30,9 +30,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def noun(n: int, word: str, plural: str | None = None) -> str:
+    """The word for `n` of them: "copy" for 1, else the plural (word + "s" unless given)."""
+    return word if n == 1 else plural or word + "s"
+
+
 def counted(n: int, word: str, plural: str | None = None) -> str:
-    """`n` and the word for that many: "1 copy", "2 copies" (plural defaults to word + "s")."""
-    return f"{n} {word if n == 1 else plural or word + 's'}"
+    """`n` and the word for that many: "1 copy", "2 copies"."""
+    return f"{n} {noun(n, word, plural)}"
 
 
 def rows_to_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

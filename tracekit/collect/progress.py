@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from tracekit.render import noun
+
 SHOW_AFTER_S = 1.0
 
 
@@ -33,10 +35,10 @@ class _Counts(ProgressColumn):
     def render(self, task: Task) -> Text:
         rate = task.completed / task.elapsed if task.elapsed else 0.0
         pages = int(task.fields.get("pages", 0))
-        pages_text = f", {pages:,} page{'' if pages == 1 else 's'}" if self.pages else ""
+        pages_text = f", {pages:,} {noun(pages, 'page')}" if self.pages else ""
         done = int(task.completed)
         # Units are plural nouns (events, messages, files): one of them drops the s.
-        unit = self.unit[:-1] if done == 1 and self.unit.endswith("s") else self.unit
+        unit = noun(done, self.unit.removesuffix("s"), self.unit)
         return Text(f"{done:,} {unit}{pages_text}, {rate:,.0f} {self.unit}/s")
 
 
